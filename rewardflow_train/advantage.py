@@ -36,8 +36,10 @@ def training_samples(groups: list[list[Episode]], config: AdvantageConfig) -> li
     """Every step of every episode as a sample whose advantage covers its response tokens."""
     samples = []
     for group in groups:
-        for episode, values in zip(group, group_advantages(group, config), strict=True):
-            for turn, value in zip(episode.turns, values, strict=True):
+        values = group_advantages(group, config)
+        for member, (episode, advantages) in enumerate(zip(group, values, strict=True)):
+            for index, (turn, value) in enumerate(zip(episode.turns, advantages, strict=True)):
                 if turn.response_ids:
-                    samples.append(Sample(turn.prompt_ids, turn.response_ids, value))
+                    key = (episode.task_seed, member, index)
+                    samples.append(Sample(turn.prompt_ids, turn.response_ids, value, key))
     return samples

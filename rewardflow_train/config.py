@@ -41,6 +41,8 @@ class ModelConfig:
     path: str | None = None
     tiny: TinyModelConfig | None = None
     system_prompt: str | None = None
+    # Recompute activations in the backward pass instead of keeping them (less memory).
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -61,11 +63,27 @@ class WarmupConfig:
     episodes: int = 32
     epochs: int = 1
     lr: float = 1e-3
+    # Samples per optimizer step over all ranks; each rank accumulates micro-batches.
+    batch_size: int = 16
     micro_batch_size: int = 16
     # Fraction of training targets replaced by the target of another random step, so the
     # warmed-up policy writes valid actions but plays them poorly.
     label_noise: float = 0.0
     task_seed: int = 2_000_000
+
+
+@dataclass
+class VLLMConfig:
+    """The vLLM engine of each rank (rollout.backend=vllm)."""
+
+    # Fraction of the device's memory the engine may take (weights + KV cache); on CPU the
+    # KV cache size comes from VLLM_CPU_KVCACHE_SPACE (GiB) instead.
+    gpu_memory_utilization: float = 0.3
+    # Release the engine's weights and KV cache while the policy trains (CUDA only).
+    enable_sleep_mode: bool = False
+    # Weights are pushed in calls of at most this many MiB (at least one decoder layer each).
+    sync_bucket_mb: float = 1024
+    enforce_eager: bool = False
 
 
 @dataclass
@@ -76,6 +94,7 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     backend: Literal["hf", "vllm"] = "hf"
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
     # Prompts per generate call.
     generation_batch_size: int = 64
     # Safety cap on turns per episode for envs without their own step limit.
@@ -101,7 +120,13 @@ class PPOConfig:
     micro_batch_size: int = 8
     clip_low: float = 0.2
     clip_high: float = 0.2
+    # Dual-clip PPO: the loss of a negative-advantage token is at most dual_clip * |advantage|.
+    dual_clip: float | None = None
     kl_coef: float = 0.0
+    # Weight of the entropy bonus (the entropy metric is logged either way).
+    entropy_coef: float = 0.0
+    # "openrlhf" computes the policy loss and KL with OpenRLHF's functions (same numbers).
+    loss_backend: Literal["native", "openrlhf"] = "native"
 
 
 @dataclass
@@ -137,6 +162,8 @@ class DeepSpeedConfig:
     zero_stage: Literal[0, 1, 2, 3] = 0
     # auto: bf16 on GPU, fp32 on CPU.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # auto: fp32 accumulation under bf16 weights with ZeRO 1-3, else the weights' dtype.
+    grad_accum_dtype: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 @dataclass
@@ -317,6 +344,7 @@ def check(config: RunConfig) -> None:
         "train.eval_every": config.train.eval_every,
         "train.save_every": config.train.save_every,
         "train.keep_checkpoints": config.train.keep_checkpoints,
+        "warmup.batch_size": config.warmup.batch_size,
         "warmup.micro_batch_size": config.warmup.micro_batch_size,
     }
     if model.tiny is not None:
@@ -346,6 +374,7 @@ def check(config: RunConfig) -> None:
         "optim.warmup_steps": config.optim.warmup_steps,
         "env.workers": config.env.workers,
         "ppo.kl_coef": config.ppo.kl_coef,
+        "ppo.entropy_coef": config.ppo.entropy_coef,
         "optim.weight_decay": config.optim.weight_decay,
         "advantage.invalid_action_penalty": config.advantage.invalid_action_penalty,
     }
@@ -359,6 +388,23 @@ def check(config: RunConfig) -> None:
     _require(0 < config.rollout.top_p <= 1, "rollout.top_p must be in (0, 1]")
     _require(0 <= config.ppo.clip_low < 1, "ppo.clip_low must be in [0, 1)")
     _require(config.ppo.clip_high >= 0, "ppo.clip_high must be >= 0")
+    if config.ppo.dual_clip is not None:
+        _require(config.ppo.dual_clip > 1, "ppo.dual_clip must be > 1 (or null to turn it off)")
+    _require(
+        not (
+            config.deepspeed.zero_stage == 0
+            and config.deepspeed.precision == "bf16"
+            and config.deepspeed.grad_accum_dtype == "fp32"
+        ),
+        "deepspeed.grad_accum_dtype=fp32 with bf16 weights needs deepspeed.zero_stage >= 1 "
+        "(DeepSpeed's ZeRO-0 bf16 path accumulates in bf16)",
+    )
+    vllm = config.rollout.vllm
+    _require(
+        0 < vllm.gpu_memory_utilization <= 1,
+        "rollout.vllm.gpu_memory_utilization must be in (0, 1]",
+    )
+    _require(vllm.sync_bucket_mb > 0, "rollout.vllm.sync_bucket_mb must be > 0")
     _require(config.optim.grad_clip >= 0, "optim.grad_clip must be >= 0 (0 turns clipping off)")
     if config.train.halt_at_step is not None:
         _require(config.train.halt_at_step >= 1, "train.halt_at_step must be >= 1")

@@ -29,6 +29,28 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_threads_per_process() -> int:
+    """This process's share of the cores it may run on, so that the processes of one node
+    together start no more compute threads than there are cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "0")) or _local_world_size()
+    return max(1, (cores or 1) // local_processes)
+
+
+def _local_world_size() -> int:
+    """Processes on this node; the deepspeed launcher does not export LOCAL_WORLD_SIZE."""
+    world_info = os.environ.get("WORLD_INFO")
+    if world_info:
+        import base64
+        import json
+
+        hosts = json.loads(base64.urlsafe_b64decode(world_info))
+        counts = {len(slots) for slots in hosts.values()}
+        if len(counts) == 1:
+            return counts.pop()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(config: DeepSpeedConfig) -> Dist:
     """Join the process group the launcher set up; a plain `python` run is a group of one."""
     import deepspeed
@@ -50,8 +72,10 @@ def init_distributed(config: DeepSpeedConfig) -> Dist:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
+        torch.set_num_threads(cpu_threads_per_process())
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo")
+    host_group()  # created by every rank now, in the same order, as new_group requires
     precision = config.precision
     if precision == "auto":
         precision = "bf16" if use_cuda else "fp32"
@@ -59,10 +83,29 @@ def init_distributed(config: DeepSpeedConfig) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, dtype)
 
 
+_host_group = None
+
+
+def host_group():
+    """The process group for small host-side collectives (metrics, counts, Python objects).
+
+    NCCL serves CUDA tensors only, so under NCCL these collectives go through a gloo group
+    of the same ranks; under gloo the default group already serves CPU tensors.
+    """
+    import torch.distributed as dist
+
+    global _host_group
+    if dist.get_backend() == "gloo":
+        return None
+    if _host_group is None:
+        _host_group = dist.new_group(backend="gloo")
+    return _host_group
+
+
 def barrier() -> None:
     import torch.distributed as dist
 
-    dist.barrier()
+    dist.barrier(group=host_group())
 
 
 def all_reduce(values: list[float], op: str = "sum") -> list[float]:
@@ -73,7 +116,8 @@ def all_reduce(values: list[float], op: str = "sum") -> list[float]:
     if not values:
         return []
     tensor = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    reduce_op = dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX
+    dist.all_reduce(tensor, op=reduce_op, group=host_group())
     return tensor.tolist()
 
 
@@ -81,7 +125,7 @@ def broadcast_object(value):
     import torch.distributed as dist
 
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=host_group())
     return box[0]
 
 
@@ -95,6 +139,7 @@ def deepspeed_config(config: DeepSpeedConfig, grad_clip: float, dtype, train: bo
         "gradient_accumulation_steps": 1,
         "zero_optimization": {"stage": config.zero_stage},
         "bf16": {"enabled": dtype == torch.bfloat16},
+        "data_types": {"grad_accum_dtype": grad_accum_dtype(config, dtype)},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**62,
         "wall_clock_breakdown": False,
@@ -102,6 +147,18 @@ def deepspeed_config(config: DeepSpeedConfig, grad_clip: float, dtype, train: bo
     if train and grad_clip > 0:
         ds["gradient_clipping"] = grad_clip
     return ds
+
+
+def grad_accum_dtype(config: DeepSpeedConfig, dtype) -> str | None:
+    """The dtype gradients accumulate in: fp32 under bf16 weights wherever DeepSpeed supports
+    it (ZeRO 1-3; its ZeRO-0 bf16 path accumulates in bf16), else the weights' own."""
+    import torch
+
+    if config.grad_accum_dtype != "auto":
+        return config.grad_accum_dtype
+    if dtype == torch.bfloat16 and config.zero_stage >= 1:
+        return "fp32"
+    return None
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
@@ -160,14 +217,19 @@ def build_frozen(model, ds_config: DeepSpeedConfig, dtype, device):
     return model.to(device=device, dtype=dtype)
 
 
-def sum_across_ranks(totals: dict[str, float]) -> dict[str, float]:
-    """Key-wise sum of every rank's dict (keys may differ between ranks)."""
+def gather_objects(value) -> list:
+    """Every rank's `value`, in rank order, on every rank."""
     import torch.distributed as dist
 
-    gathered: list[dict[str, float]] = [{} for _ in range(dist.get_world_size())]
-    dist.all_gather_object(gathered, totals)
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value, group=host_group())
+    return gathered
+
+
+def sum_across_ranks(totals: dict[str, float]) -> dict[str, float]:
+    """Key-wise sum of every rank's dict (keys may differ between ranks)."""
     summed: dict[str, float] = {}
-    for part in gathered:
+    for part in gather_objects(totals):
         for key, value in part.items():
             summed[key] = summed.get(key, 0.0) + value
     return summed

@@ -23,6 +23,9 @@ class GenerationBackend(Protocol):
     def generate(self, prompts: list[list[int]], sampling: SamplingSettings) -> list[list[int]]:
         """One response per prompt: the generated ids, ending with eos when the model ended it."""
 
+    def sleep(self) -> None:
+        """Free what generation holds while the policy trains (until the next sync)."""
+
     def sync_weights(self, model) -> None:
         """Take the policy's current weights (after an update)."""
 
@@ -37,14 +40,14 @@ def check_context(prompts: list[list[int]], max_new_tokens: int, context: int) -
         )
 
 
-def trim_response(ids: list[int], eos_id: int, pad_id: int) -> list[int]:
-    """Cut a generated row after its first eos (kept) and drop trailing padding."""
+def trim_response(ids: list[int], stop_ids: list[int], pad_id: int) -> list[int]:
+    """Cut a generated row after its first stop token (kept) and drop trailing padding."""
     out = []
     for token in ids:
         out.append(token)
-        if token == eos_id:
+        if token in stop_ids:
             return out
-    while out and out[-1] == pad_id and pad_id != eos_id:
+    while out and out[-1] == pad_id:
         out.pop()
     return out
 
@@ -57,13 +60,26 @@ class HFGenerator:
     ``synced_gpus`` so ranks whose sequences finish early keep stepping).
     """
 
-    def __init__(self, model, tokenizer, context: int, batch_size: int, device, lockstep: bool):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        stop_ids: list[int],
+        context: int,
+        batch_size: int,
+        device,
+        lockstep: bool,
+    ):
         self.model = model
         self.tokenizer = tokenizer
+        self.stop_ids = stop_ids
         self.context = context
         self.batch_size = batch_size
         self.device = device
         self.lockstep = lockstep
+
+    def sleep(self) -> None:
+        """Generation runs on the policy's own weights: nothing to free."""
 
     def sync_weights(self, model) -> None:
         self.model = model
@@ -86,7 +102,7 @@ class HFGenerator:
     def _generate_chunk(self, prompts: list[list[int]], sampling: SamplingSettings):
         import torch
 
-        pad_id, eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        pad_id = self.tokenizer.pad_token_id
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -96,7 +112,7 @@ class HFGenerator:
         options = {
             "max_new_tokens": sampling.max_new_tokens,
             "pad_token_id": pad_id,
-            "eos_token_id": eos_id,
+            "eos_token_id": self.stop_ids,
             "do_sample": not sampling.greedy,
         }
         if not sampling.greedy:
@@ -111,48 +127,8 @@ class HFGenerator:
                 **options,
             )
         generated = output[:, width:].tolist()
-        return [trim_response(row, eos_id, pad_id) for row in generated]
+        return [trim_response(row, self.stop_ids, pad_id) for row in generated]
 
 
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
-
-
-class VLLMGenerator:
-    """vLLM on the local GPU, for speed; the policy's weights are pushed in after each update."""
-
-    def __init__(self, model_dir: str, tokenizer, context: int, gpu_memory_utilization: float):
-        import vllm
-
-        self.tokenizer = tokenizer
-        self.context = context
-        self.llm = vllm.LLM(
-            model=model_dir,
-            max_model_len=context,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enable_prefix_caching=True,
-        )
-        self._vllm = vllm
-
-    def sync_weights(self, model) -> None:
-        runner = self.llm.llm_engine.model_executor.driver_worker.worker.model_runner
-        for name, param in model.named_parameters():
-            if hasattr(param, "ds_id"):  # a ZeRO-3 shard: gather the full tensor first
-                import deepspeed
-
-                with deepspeed.zero.GatheredParameters([param]):
-                    runner.model.load_weights([(name, param.data)])
-            else:
-                runner.model.load_weights([(name, param.data)])
-
-    def generate(self, prompts: list[list[int]], sampling: SamplingSettings) -> list[list[int]]:
-        check_context(prompts, sampling.max_new_tokens, self.context)
-        params = self._vllm.SamplingParams(
-            max_tokens=sampling.max_new_tokens,
-            temperature=0.0 if sampling.greedy else sampling.temperature,
-            top_p=1.0 if sampling.greedy else sampling.top_p,
-            stop_token_ids=[self.tokenizer.eos_token_id],
-        )
-        inputs = [{"prompt_token_ids": p} for p in prompts]
-        outputs = self.llm.generate(inputs, params, use_tqdm=False)
-        return [list(out.outputs[0].token_ids) for out in outputs]

@@ -1,113 +1,144 @@
-"""Per-token log-probs, the PPO-clip policy loss and the k3 KL estimator.
+"""Per-token log-probs and entropy, the PPO-clip policy loss and the k3 KL estimator.
 
-Where OpenRLHF is importable (CUDA machines) its policy-loss and KL functions are used instead
-of these; `tests/test_train_losses.py` checks that both give the same numbers.
+Every function here works on the response tokens only, packed into 1-D tensors (one value per
+response token of the micro-batch). The guards are OpenRLHF's and verl's: the policy log-ratio
+is clamped at +-20 before `exp`, the k3 KL at 10, and dual-clip bounds the loss of a negative
+advantage whose ratio has grown large. `ppo.loss_backend=openrlhf` computes the same two terms
+with OpenRLHF's `PolicyLoss` and `compute_approx_kl` instead (tested to agree).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import inspect
+
+LOG_RATIO_LIMIT = 20.0
+KL_LIMIT = 10.0
 
 
 def token_logprobs(logits, targets, temperature: float = 1.0):
-    """log p(target) under softmax(logits / temperature), computed in fp32."""
+    """log p(target) under softmax(logits / temperature), computed in fp32.
+
+    `logits` holds only the rows that predict response tokens, so the fp32 copy is as small
+    as the response, not the whole [batch, sequence, vocabulary] block.
+    """
     import torch
 
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    logsumexp = torch.logsumexp(logits, dim=-1)
     picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
-    return picked - logsumexp
+    return picked - torch.logsumexp(logits, dim=-1)
 
 
-def masked_mean(values, mask):
-    return (values * mask).sum() / mask.sum().clamp(min=1)
-
-
-def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_low: float, clip_high: float):
-    """Token-mean PPO-clip loss over `mask`, and the fraction of tokens where clipping bound."""
+def token_entropy(logits, temperature: float = 1.0):
+    """Entropy of softmax(logits / temperature) per row, in fp32."""
     import torch
 
-    ratio = torch.exp(logprobs - old_logprobs)
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1)
+
+
+def ppo_clip_loss(
+    logprobs, old_logprobs, advantages, clip_low: float, clip_high: float, dual_clip=None
+):
+    """Per-token PPO-clip loss, and whether clipping bound each token.
+
+    With `dual_clip` = c > 1 the loss of a token with a negative advantage is at most
+    -c * advantage (Dual-clip PPO, arXiv 1912.09729), however far its ratio has grown.
+    """
+    import torch
+
+    log_ratio = (logprobs - old_logprobs).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
+    ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages
-    loss = -torch.minimum(unclipped, clipped)
-    clip_fraction = masked_mean((clipped < unclipped).float(), mask)
-    return masked_mean(loss, mask), clip_fraction
+    objective = torch.minimum(unclipped, clipped)
+    if dual_clip is not None:
+        objective = torch.where(
+            advantages < 0, torch.maximum(objective, dual_clip * advantages), objective
+        )
+    return -objective, clipped < unclipped
 
 
 def k3_kl(logprobs, ref_logprobs):
     """Per-token KL(policy || reference) estimate exp(r) - r - 1 with r = ref - policy.
 
-    Unbiased, always >= 0, and of low variance (Schulman's k3).
+    Unbiased, always >= 0, and of low variance (Schulman's k3); r is bounded above before
+    `exp` and the estimate at `KL_LIMIT`, so one far-off token cannot overflow the loss.
     """
     import torch
 
-    log_ratio = ref_logprobs - logprobs
-    return torch.exp(log_ratio) - log_ratio - 1.0
+    log_ratio = (ref_logprobs - logprobs).clamp(max=KL_LIMIT)
+    return (torch.exp(log_ratio) - log_ratio - 1.0).clamp(max=KL_LIMIT)
 
 
 def openrlhf_available() -> bool:
     return importlib.util.find_spec("openrlhf") is not None
 
 
-class OpenRLHFObjective:
-    """OpenRLHF's PolicyLoss and compute_approx_kl behind this module's signatures."""
+class NativeObjective:
+    """The policy loss and the KL term of this module."""
 
-    def __init__(self, clip_low: float, clip_high: float):
+    name = "native"
+
+    def __init__(self, clip_low: float, clip_high: float, dual_clip: float | None):
+        self.clip_low, self.clip_high, self.dual_clip = clip_low, clip_high, dual_clip
+
+    def loss(self, logprobs, old_logprobs, advantages):
+        """Sum of the per-token policy losses, and the number of tokens clipping bound."""
+        losses, clipped = ppo_clip_loss(
+            logprobs, old_logprobs, advantages, self.clip_low, self.clip_high, self.dual_clip
+        )
+        return losses.sum(), clipped.sum()
+
+    def kl(self, logprobs, ref_logprobs):
+        return k3_kl(logprobs, ref_logprobs)
+
+
+class OpenRLHFObjective(NativeObjective):
+    """OpenRLHF's `PolicyLoss` and k3 `compute_approx_kl` behind the same interface."""
+
+    name = "openrlhf"
+
+    def __init__(self, clip_low: float, clip_high: float, dual_clip: float | None):
+        super().__init__(clip_low, clip_high, dual_clip)
         from openrlhf.models.loss import PolicyLoss
         from openrlhf.models.utils import compute_approx_kl
 
-        wanted = {"clip_eps_low": clip_low, "clip_eps_high": clip_high, "token_level_loss": True}
-        accepted = inspect.signature(PolicyLoss.__init__).parameters
-        self.policy_loss = PolicyLoss(**{k: v for k, v in wanted.items() if k in accepted})
+        self.policy_loss = PolicyLoss(
+            clip_eps_low=clip_low, clip_eps_high=clip_high, dual_clip=dual_clip
+        )
         self._kl = compute_approx_kl
-        kl_parameters = inspect.signature(compute_approx_kl).parameters
-        self._kl_key = "kl_estimator" if "kl_estimator" in kl_parameters else "kl_loss_type"
 
-    def loss(self, logprobs, old_logprobs, advantages, mask):
-        result = self.policy_loss(logprobs, old_logprobs, advantages, action_mask=mask)
-        loss, clip_fraction = result[:2] if isinstance(result, tuple) else (result, None)
-        if clip_fraction is None:
-            _, clip_fraction = ppo_clip_loss(
-                logprobs.detach(),
-                old_logprobs,
-                advantages,
-                mask,
-                self.policy_loss.clip_eps_low,
-                self.policy_loss.clip_eps_high,
+    def loss(self, logprobs, old_logprobs, advantages):
+        import torch
+
+        mask = torch.ones_like(logprobs).unsqueeze(0)
+        mean_loss, clip_fraction, *_ = self.policy_loss(
+            logprobs.unsqueeze(0),
+            old_logprobs.unsqueeze(0),
+            advantages.unsqueeze(0),
+            action_mask=mask,
+        )
+        tokens = logprobs.numel()
+        return mean_loss * tokens, clip_fraction * tokens
+
+    def kl(self, logprobs, ref_logprobs):
+        return self._kl(logprobs, ref_logprobs, kl_estimator="k3")
+
+
+def make_objective(backend: str, clip_low: float, clip_high: float, dual_clip: float | None):
+    """The objective `ppo.loss_backend` names; OpenRLHF's only when asked for."""
+    if backend == "openrlhf":
+        if not openrlhf_available():
+            from rewardflow_envs.extras import MissingExtraError, install_hint
+
+            raise MissingExtraError(
+                f"ppo.loss_backend=openrlhf needs OpenRLHF: {install_hint('openrlhf')} "
+                "(or set ppo.loss_backend=native)"
             )
-        return loss, clip_fraction
-
-    def kl(self, logprobs, ref_logprobs):
-        return self._kl(logprobs, ref_logprobs, **{self._kl_key: "k3"})
-
-
-class Objective:
-    """The PPO-clip loss and the KL term, from OpenRLHF when importable, else our own."""
-
-    def __init__(self, clip_low: float, clip_high: float, prefer_openrlhf: bool = True):
-        self.clip_low, self.clip_high = clip_low, clip_high
-        self.backend = (
-            OpenRLHFObjective(clip_low, clip_high)
-            if prefer_openrlhf and openrlhf_available()
-            else None
-        )
-
-    @property
-    def name(self) -> str:
-        return "openrlhf" if self.backend else "rewardflow"
-
-    def loss(self, logprobs, old_logprobs, advantages, mask):
-        if self.backend:
-            return self.backend.loss(logprobs, old_logprobs, advantages, mask)
-        return ppo_clip_loss(
-            logprobs, old_logprobs, advantages, mask, self.clip_low, self.clip_high
-        )
-
-    def kl(self, logprobs, ref_logprobs):
-        if self.backend:
-            return self.backend.kl(logprobs, ref_logprobs)
-        return k3_kl(logprobs, ref_logprobs)
+        return OpenRLHFObjective(clip_low, clip_high, dual_clip)
+    return NativeObjective(clip_low, clip_high, dual_clip)

@@ -41,6 +41,8 @@ def encode_prompts(
     tokenizer, observations: list[str], system_prompt: str | None
 ) -> list[list[int]]:
     """Token ids of each observation rendered as a chat prompt."""
+    if not observations:  # a rank whose episodes have all ended still steps in lockstep
+        return []
     texts = [render_prompt(tokenizer, str(o), system_prompt) for o in observations]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
@@ -201,6 +203,16 @@ def load_model(path: str | Path, dtype):
         ) from error
     model.config.use_cache = True
     return model
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Every id that ends a response: the tokenizer's eos and the model's generation_config
+    eos ids (instruction-tuned models often list several, e.g. <|im_end|> and <|endoftext|>)."""
+    ids = [tokenizer.eos_token_id]
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is not None:
+        ids += configured if isinstance(configured, (list, tuple)) else [configured]
+    return list(dict.fromkeys(int(i) for i in ids))
 
 
 def context_length(model, tokenizer) -> int:

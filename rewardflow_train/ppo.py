@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rewardflow_train.config import PPOConfig
-from rewardflow_train.distributed import all_reduce
-from rewardflow_train.losses import Objective, token_logprobs
+from rewardflow_train.distributed import all_reduce, gather_objects
+from rewardflow_train.losses import make_objective, token_entropy, token_logprobs
 
 
 @dataclass
@@ -19,45 +19,77 @@ class Sample:
     prompt_ids: list[int]
     response_ids: list[int]
     advantage: float = 0.0
+    # Unique and sortable within a step's global batch, e.g. (task seed, member, turn): the
+    # global shuffle into mini-batches orders samples by it, whichever rank holds them.
+    key: tuple = ()
     old_logprobs: object = None  # 1-D tensor, one value per response token
     ref_logprobs: object = None
 
 
 @dataclass
 class Batch:
+    """Right-padded prompt+response rows, and where their response tokens are.
+
+    Response tokens are packed: `rows[i]`, `columns[i]` is the position whose logits predict
+    the i-th response token `targets[i]` (position t predicts token t+1), samples one after
+    another, so that only those rows of the logits are ever cast to fp32.
+    """
+
     input_ids: object
     attention_mask: object
-    response_mask: object  # 1 where the next token is a response token of the sample
+    rows: object
+    columns: object
     targets: object
     advantages: object
+    lengths: list[int]  # response tokens per sample, to split packed values per sample
     weight: float  # 0 for a padding micro-batch that only keeps ranks in lockstep
 
 
 def collate(samples: list[Sample], pad_id: int, device, dummy: bool = False) -> Batch:
-    """Right-padded prompt+response rows; position t predicts token t+1."""
     import torch
 
     width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
-    rows = len(samples)
-    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((rows, width), dtype=torch.long)
-    response_mask = torch.zeros((rows, width - 1), dtype=torch.float32)
-    advantages = torch.zeros((rows, width - 1), dtype=torch.float32)
+    input_ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(samples), width), dtype=torch.long)
+    rows, columns, targets, advantages = [], [], [], []
     for row, sample in enumerate(samples):
         ids = sample.prompt_ids + sample.response_ids
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention[row, : len(ids)] = 1
-        start, stop = len(sample.prompt_ids) - 1, len(ids) - 1
-        response_mask[row, start:stop] = 1.0
-        advantages[row, start:stop] = sample.advantage
+        start = len(sample.prompt_ids) - 1
+        rows += [row] * len(sample.response_ids)
+        columns += range(start, start + len(sample.response_ids))
+        targets += sample.response_ids
+        advantages += [sample.advantage] * len(sample.response_ids)
     return Batch(
         input_ids.to(device),
         attention.to(device),
-        response_mask.to(device),
-        input_ids[:, 1:].to(device),
-        advantages.to(device),
+        torch.tensor(rows, dtype=torch.long, device=device),
+        torch.tensor(columns, dtype=torch.long, device=device),
+        torch.tensor(targets, dtype=torch.long, device=device),
+        torch.tensor(advantages, dtype=torch.float32, device=device),
+        [len(s.response_ids) for s in samples],
         0.0 if dummy else 1.0,
     )
+
+
+def global_mini_batches(samples: list[Sample], parts: int, generator) -> list[list[Sample]]:
+    """This rank's share of each of `parts` mini-batches cut from one shuffle of the samples
+    of all ranks: which samples train together depends on the global batch only, not on how
+    it is spread over ranks. `generator` must be seeded alike on every rank."""
+    import torch
+
+    everything = sorted(key for keys in gather_objects([s.key for s in samples]) for key in keys)
+    order = torch.randperm(len(everything), generator=generator).tolist()
+    position = {everything[index]: place for place, index in enumerate(order)}
+    bounds = [0]
+    for part in split(everything, parts):
+        bounds.append(bounds[-1] + len(part))
+    mine = sorted(samples, key=lambda sample: position[sample.key])
+    return [
+        [s for s in mine if bounds[part] <= position[s.key] < bounds[part + 1]]
+        for part in range(parts)
+    ]
 
 
 def split(samples: list, parts: int) -> list[list]:
@@ -83,21 +115,26 @@ def micro_batches(samples: list[Sample], size: int) -> list[list[Sample]]:
 
 
 def dummy_sample(pad_id: int) -> Sample:
-    return Sample(prompt_ids=[pad_id], response_ids=[pad_id])
+    """One padding token, for a micro-batch that only keeps ranks in lockstep (weight 0)."""
+    import torch
+
+    zero = torch.zeros(1)
+    return Sample([pad_id], [pad_id], old_logprobs=zero, ref_logprobs=zero)
+
+
+def response_logits(model, batch: Batch):
+    """The logits that predict the batch's response tokens, packed: [response tokens, vocab]."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    return logits[batch.rows, batch.columns]
 
 
 def response_logprobs(model, batch: Batch, temperature: float):
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    return token_logprobs(logits[:, :-1], batch.targets, temperature)
+    return token_logprobs(response_logits(model, batch), batch.targets, temperature)
 
 
-def per_sample(logprobs, samples: list[Sample]) -> list:
-    """The response part of each row of a (rows, width-1) log-prob tensor."""
-    out = []
-    for row, sample in enumerate(samples):
-        start = len(sample.prompt_ids) - 1
-        out.append(logprobs[row, start : start + len(sample.response_ids)].detach().cpu())
-    return out
+def per_sample(values, batch: Batch) -> list:
+    """Packed per-token values split into one 1-D CPU tensor per sample."""
+    return [part.detach().cpu() for part in values.split(batch.lengths)]
 
 
 class PPOTrainer:
@@ -120,7 +157,9 @@ class PPOTrainer:
         self.pad_id = pad_id
         self.device = device
         self.seed = seed
-        self.objective = Objective(config.clip_low, config.clip_high)
+        self.objective = make_objective(
+            config.loss_backend, config.clip_low, config.clip_high, config.dual_clip
+        )
 
     def _batches(self, samples: list[Sample]):
         for chunk in micro_batches(samples, self.config.micro_batch_size):
@@ -135,9 +174,9 @@ class PPOTrainer:
         self.engine.eval()
         with torch.no_grad():
             for chunk, batch in self._batches(samples):
-                old = per_sample(response_logprobs(self.engine, batch, self.temperature), chunk)
+                old = per_sample(response_logprobs(self.engine, batch, self.temperature), batch)
                 ref = (
-                    per_sample(response_logprobs(self.reference, batch, self.temperature), chunk)
+                    per_sample(response_logprobs(self.reference, batch, self.temperature), batch)
                     if self.reference is not None
                     else [None] * len(chunk)
                 )
@@ -146,16 +185,39 @@ class PPOTrainer:
                         sample.old_logprobs, sample.ref_logprobs = old_lp, ref_lp
 
     @staticmethod
-    def _gather(values, samples: list[Sample], width: int, attr: str):
+    def _packed(samples: list[Sample], attr: str, device):
+        """The stored per-token values of `samples`, packed as in their batch."""
         import torch
 
-        out = torch.zeros((len(samples), width), dtype=torch.float32)
-        for row, sample in enumerate(samples):
-            start = len(sample.prompt_ids) - 1
-            stored = getattr(sample, attr)
-            if stored is not None:
-                out[row, start : start + len(stored)] = stored
-        return out.to(values.device)
+        return torch.cat([getattr(sample, attr) for sample in samples]).to(device)
+
+    def _loss(self, chunk: list[Sample], batch: Batch, totals: dict[str, float]):
+        """Sum over the micro-batch's response tokens of policy loss + KL - entropy bonus."""
+        import torch
+
+        config = self.config
+        logits = response_logits(self.engine, batch)
+        logprobs = token_logprobs(logits, batch.targets, self.temperature)
+        if config.entropy_coef > 0:
+            entropy = token_entropy(logits, self.temperature)
+        else:
+            with torch.no_grad():
+                entropy = token_entropy(logits, self.temperature)
+        old = self._packed(chunk, "old_logprobs", logprobs.device)
+        policy_sum, clipped = self.objective.loss(logprobs, old, batch.advantages)
+        loss = policy_sum - config.entropy_coef * entropy.sum()
+        kl_sum = torch.zeros((), device=logprobs.device)
+        if self.reference is not None:
+            ref = self._packed(chunk, "ref_logprobs", logprobs.device)
+            kl_sum = self.objective.kl(logprobs, ref).sum()
+            loss = loss + config.kl_coef * kl_sum
+        if batch.weight:
+            totals["loss/policy"] += policy_sum.item()
+            totals["clip_fraction"] += float(clipped)
+            totals["loss/kl"] += kl_sum.item()
+            totals["entropy"] += entropy.sum().item()
+            totals["tokens"] += logprobs.numel()
+        return loss
 
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
         """`ppo.epochs` passes, each of `ppo.mini_batches` optimizer steps."""
@@ -163,13 +225,13 @@ class PPOTrainer:
 
         config = self.config
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        totals = {"loss/policy": 0.0, "loss/kl": 0.0, "clip_fraction": 0.0, "tokens": 0.0}
+        totals = dict.fromkeys(
+            ("loss/policy", "loss/kl", "clip_fraction", "entropy", "tokens"), 0.0
+        )
         grad_norms = []
         self.engine.train()
         for _ in range(config.epochs):
-            order = torch.randperm(len(samples), generator=generator).tolist()
-            shuffled = [samples[i] for i in order]
-            for mini_batch in split(shuffled, config.mini_batches):
+            for mini_batch in global_mini_batches(samples, config.mini_batches, generator):
                 tokens = sum(len(s.response_ids) for s in mini_batch)
                 global_tokens = all_reduce([tokens])[0]
                 if global_tokens == 0:
@@ -180,33 +242,16 @@ class PPOTrainer:
                 batches = list(self._batches(mini_batch))
                 for index, (chunk, batch) in enumerate(batches):
                     self.engine.set_gradient_accumulation_boundary(index == len(batches) - 1)
-                    logprobs = response_logprobs(self.engine, batch, self.temperature)
-                    mask = batch.response_mask
-                    old = self._gather(logprobs, chunk, mask.shape[1], "old_logprobs")
-                    n_tokens = mask.sum()
-                    policy_loss, clip_fraction = self.objective.loss(
-                        logprobs, old, batch.advantages, mask
-                    )
-                    loss = policy_loss * n_tokens
-                    kl_sum = torch.zeros((), device=logprobs.device)
-                    if self.reference is not None:
-                        ref = self._gather(logprobs, chunk, mask.shape[1], "ref_logprobs")
-                        kl_sum = (self.objective.kl(logprobs, ref) * mask).sum()
-                        loss = loss + config.kl_coef * kl_sum
+                    loss = self._loss(chunk, batch, totals)
                     self.engine.backward(loss * scale * batch.weight, scale_wrt_gas=False)
                     self.engine.step()
-                    if batch.weight:
-                        totals["loss/policy"] += policy_loss.item() * n_tokens.item()
-                        totals["clip_fraction"] += clip_fraction.item() * n_tokens.item()
-                        totals["loss/kl"] += kl_sum.item()
-                        totals["tokens"] += n_tokens.item()
                 grad_norm = self.engine.get_global_grad_norm()
                 if grad_norm is not None:
                     grad_norms.append(float(grad_norm))
         summed = dict(zip(totals, all_reduce(list(totals.values())), strict=True))
         metrics = {
             name: summed[name] / max(summed["tokens"], 1.0)
-            for name in ("loss/policy", "loss/kl", "clip_fraction")
+            for name in ("loss/policy", "loss/kl", "clip_fraction", "entropy")
         }
         if grad_norms:
             metrics["grad_norm"] = sum(grad_norms) / len(grad_norms)

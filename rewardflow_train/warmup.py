@@ -69,27 +69,32 @@ def run_sft(
     seed: int,
     log: Callable[[int, dict], None],
 ) -> None:
-    """`config.epochs` passes; one optimizer step per micro-batch (token mean over all ranks)."""
+    """`config.epochs` passes over one global order of all samples (every rank holds all of
+    them). Each optimizer step takes the next `config.batch_size` samples, deals them over the
+    ranks, accumulates micro-batches and takes the token mean over the whole batch: the update
+    depends neither on the number of processes nor on the micro-batch size."""
     import torch
 
+    rank, world = engine.global_rank, engine.world_size
     generator = torch.Generator().manual_seed(seed)
     engine.train()
     step = 0
     for epoch in range(config.epochs):
         order = torch.randperm(len(samples), generator=generator).tolist()
         loss_sum, token_sum = 0.0, 0.0
-        for chunk in micro_batches([samples[i] for i in order], config.micro_batch_size):
-            weight = 1.0 if chunk else 0.0
-            chunk = chunk or [dummy_sample(pad_id)]
-            batch = collate(chunk, pad_id, device, dummy=not weight)
-            tokens = batch.response_mask.sum() * weight
-            global_tokens = max(all_reduce([tokens.item()])[0], 1.0)
-            engine.set_gradient_accumulation_boundary(True)
-            nll = -(response_logprobs(engine, batch, 1.0) * batch.response_mask).sum()
-            engine.backward(nll * weight * engine.world_size / global_tokens, scale_wrt_gas=False)
-            engine.step()
-            loss_sum += nll.item() * weight
-            token_sum += tokens.item()
+        for start in range(0, len(order), config.batch_size):
+            mine = [samples[i] for i in order[start : start + config.batch_size][rank::world]]
+            global_tokens = all_reduce([sum(len(s.response_ids) for s in mine)])[0]
+            chunks = micro_batches(mine, config.micro_batch_size)
+            for index, chunk in enumerate(chunks):
+                weight = 1.0 if chunk else 0.0
+                batch = collate(chunk or [dummy_sample(pad_id)], pad_id, device, dummy=not weight)
+                engine.set_gradient_accumulation_boundary(index == len(chunks) - 1)
+                nll = -response_logprobs(engine, batch, 1.0).sum()
+                engine.backward(nll * weight * world / global_tokens, scale_wrt_gas=False)
+                engine.step()
+                loss_sum += nll.item() * weight
+            token_sum += global_tokens
             step += 1
-        loss_sum, token_sum = all_reduce([loss_sum, token_sum])
+        loss_sum = all_reduce([loss_sum])[0]
         log(epoch + 1, {"warmup/loss": loss_sum / max(token_sum, 1.0), "warmup/updates": step})

@@ -82,6 +82,7 @@ def test_rl_raises_the_success_rate_of_the_warmed_up_model(tmp_path):
         "warmup.episodes=96",
         "warmup.epochs=4",
         "warmup.label_noise=0.0",
+        "warmup.batch_size=4",
         "warmup.micro_batch_size=4",
         "warmup.lr=0.003",
         "rollout.tasks_per_step=4",

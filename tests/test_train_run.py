@@ -215,3 +215,54 @@ def test_deepspeed_launcher_two_processes(tmp_path, zero_stage):
         "rank_1.pt",
     ]
     assert (out / "final_model" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_zero3_with_a_rank_that_has_no_episode_at_all(tmp_path):
+    """One task per step and one evaluation task on two ranks: rank 1 never has a live
+    episode, yet must keep stepping with rank 0 (every ZeRO-3 forward gathers shards)."""
+    out = tmp_path / "run"
+    overrides = ["deepspeed.zero_stage=3", "rollout.tasks_per_step=1", "eval.tasks=1"]
+    check(run_launcher(out, 2, *overrides))
+    assert [r["train/episodes"] for r in records(out, "train")] == [2, 2]
+    assert [r["eval/episodes"] for r in records(out, "eval")] == [1, 1, 1]
+
+
+@pytest.mark.slow
+def test_a_refused_output_dir_stops_every_rank_at_once(tmp_path):
+    """Rank 0 refuses an output_dir that holds a run; the other ranks must stop with the same
+    message instead of waiting at a barrier until the collective timeout."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("")
+    port = str(free_port())
+    command = [sys.executable, str(MAIN), "--config", str(CONFIG), f"output_dir={out}", *TINY]
+    processes = []
+    for rank in (0, 1):
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "DS_ACCELERATOR": "cpu",
+        }
+        processes.append(
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    try:
+        results = [p.communicate(timeout=120) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for process, (_, stderr) in zip(processes, results, strict=True):
+        assert process.returncode == 2, stderr[-2000:]
+        assert "already holds a run" in stderr

@@ -17,18 +17,17 @@ from rewardflow_train.generation import (  # noqa: E402
     trim_response,
 )
 from rewardflow_train.losses import (  # noqa: E402
-    Objective,
-    OpenRLHFObjective,
     k3_kl,
-    openrlhf_available,
     ppo_clip_loss,
     token_logprobs,
 )
 from rewardflow_train.models import (  # noqa: E402
     build_tiny_model,
+    encode_prompts,
     load_model,
     load_tokenizer,
     render_prompt,
+    stop_token_ids,
 )
 from rewardflow_train.ppo import Sample, collate, split  # noqa: E402
 from rewardflow_train.rollout import Episode, Turn, episode_metrics, finish_metrics  # noqa: E402
@@ -37,25 +36,22 @@ pytestmark = pytest.mark.train
 
 
 def test_ppo_clip_loss_matches_hand_computed_values():
-    logprobs = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))
-    old = torch.zeros((1, 3))
-    advantages = torch.tensor([[1.0, -1.0, 2.0]])
-    mask = torch.tensor([[1.0, 1.0, 0.0]])
-    loss, clip_fraction = ppo_clip_loss(logprobs, old, advantages, mask, 0.2, 0.2)
+    logprobs = torch.log(torch.tensor([1.5, 0.5, 1.0]))
+    old = torch.zeros(3)
+    advantages = torch.tensor([1.0, -1.0, 2.0])
+    loss, clipped = ppo_clip_loss(logprobs, old, advantages, 0.2, 0.2)
     # token 0: ratio 1.5 clipped to 1.2 -> -1.2; token 1: ratio 0.5 -> min(-0.5, -0.8) -> 0.8;
-    # token 2 is masked out.
-    assert loss.item() == pytest.approx((-1.2 + 0.8) / 2)
-    assert clip_fraction.item() == pytest.approx(1.0)
+    # token 2: ratio 1, nothing to clip -> -2.
+    assert loss.tolist() == pytest.approx([-1.2, 0.8, -2.0])
+    assert clipped.tolist() == [True, True, False]
 
 
 def test_ppo_gradient_raises_the_probability_of_positive_advantage_tokens():
     logits = torch.zeros((1, 2, 4), requires_grad=True)
     targets = torch.tensor([[1, 2]])
     logprobs = token_logprobs(logits, targets)
-    loss, _ = ppo_clip_loss(
-        logprobs, logprobs.detach(), torch.tensor([[1.0, -1.0]]), torch.ones((1, 2)), 0.2, 0.2
-    )
-    loss.backward()
+    loss, _ = ppo_clip_loss(logprobs, logprobs.detach(), torch.tensor([[1.0, -1.0]]), 0.2, 0.2)
+    loss.sum().backward()
     assert logits.grad[0, 0, 1] < 0  # descending the loss raises the rewarded token
     assert logits.grad[0, 1, 2] > 0  # and lowers the penalised one
 
@@ -76,31 +72,15 @@ def test_k3_kl_is_zero_for_equal_policies_and_positive_otherwise():
     assert kl[0].item() == pytest.approx(math.exp(-0.5) + 0.5 - 1)
 
 
-@pytest.mark.skipif(not openrlhf_available(), reason="openrlhf is not installed")
-def test_openrlhf_functions_give_the_same_numbers_as_ours():
-    generator = torch.Generator().manual_seed(0)
-    logprobs = -torch.rand((4, 6), generator=generator)
-    old = logprobs + 0.3 * torch.randn((4, 6), generator=generator)
-    ref = logprobs + 0.3 * torch.randn((4, 6), generator=generator)
-    advantages = torch.randn((4, 6), generator=generator)
-    mask = (torch.rand((4, 6), generator=generator) > 0.3).float()
-    ours = Objective(0.2, 0.28, prefer_openrlhf=False)
-    theirs = OpenRLHFObjective(0.2, 0.28)
-    assert torch.allclose(
-        ours.loss(logprobs, old, advantages, mask)[0],
-        theirs.loss(logprobs, old, advantages, mask)[0],
-        atol=1e-6,
-    )
-    assert torch.allclose(ours.kl(logprobs, ref), theirs.kl(logprobs, ref).float(), atol=1e-6)
-
-
 def test_collate_marks_exactly_the_positions_that_predict_response_tokens():
     samples = [Sample([5, 6, 7], [8, 9], advantage=2.0), Sample([5], [4, 3, 2], advantage=-1.0)]
     batch = collate(samples, pad_id=0, device="cpu")
     assert batch.input_ids.tolist() == [[5, 6, 7, 8, 9], [5, 4, 3, 2, 0]]
-    predicted = (batch.targets * batch.response_mask.long()).tolist()
-    assert predicted == [[0, 0, 8, 9], [4, 3, 2, 0]]
-    assert batch.advantages.tolist() == [[0, 0, 2, 2], [-1, -1, -1, 0]]
+    # Position t predicts token t+1: each response token is read from the position before it.
+    predicted = batch.input_ids[batch.rows, batch.columns + 1]
+    assert predicted.tolist() == batch.targets.tolist() == [8, 9, 4, 3, 2]
+    assert batch.advantages.tolist() == [2, 2, -1, -1, -1]
+    assert batch.lengths == [2, 3]
 
 
 def test_split_keeps_order_and_every_item():
@@ -197,7 +177,10 @@ def test_tiny_model_weights_depend_only_on_the_seed(tiny_dir, tmp_path):
 def test_hf_generation_left_pads_and_ends_responses_at_eos(tiny_dir):
     tokenizer = load_tokenizer(tiny_dir)
     model = load_model(tiny_dir, torch.float32)
-    generator = HFGenerator(model, tokenizer, 96, batch_size=2, device="cpu", lockstep=False)
+    stop_ids = [tokenizer.eos_token_id]
+    generator = HFGenerator(
+        model, tokenizer, stop_ids, 96, batch_size=2, device="cpu", lockstep=False
+    )
     prompts = [
         tokenizer(render_prompt(tokenizer, p, None), add_special_tokens=False)["input_ids"]
         for p in ("a", "a much longer prompt than the first", "b")
@@ -212,14 +195,36 @@ def test_hf_generation_left_pads_and_ends_responses_at_eos(tiny_dir):
     assert generator.generate(prompts[:1], greedy) == responses[:1]
 
 
+def test_generation_also_stops_at_the_eos_ids_of_the_models_generation_config(tiny_dir):
+    """Instruction-tuned models list several end tokens in generation_config.json (e.g.
+    <|im_end|> and <|endoftext|>); HF generation must stop at each of them, as vLLM does."""
+    tokenizer = load_tokenizer(tiny_dir)
+    model = load_model(tiny_dir, torch.float32)
+    prompt = tokenizer(render_prompt(tokenizer, "a", None), add_special_tokens=False)["input_ids"]
+    greedy = SamplingSettings(max_new_tokens=6, temperature=1.0, top_p=1.0, greedy=True)
+    plain = HFGenerator(model, tokenizer, stop_token_ids(model, tokenizer), 96, 2, "cpu", False)
+    first = plain.generate([prompt], greedy)[0][0]
+    assert first != tokenizer.eos_token_id
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, first]
+    assert stop_token_ids(model, tokenizer) == [tokenizer.eos_token_id, first]
+    ending = HFGenerator(model, tokenizer, stop_token_ids(model, tokenizer), 96, 2, "cpu", False)
+    assert ending.generate([prompt], greedy) == [[first]]
+
+
+def test_an_empty_turn_encodes_to_no_prompts(tiny_dir):
+    """Under ZeRO-3 a rank whose episodes have all ended still takes part in every turn."""
+    assert encode_prompts(load_tokenizer(tiny_dir), [], None) == []
+
+
 def test_a_prompt_that_does_not_fit_the_context_is_a_clear_error():
     with pytest.raises(ContextLengthError, match="exceeds the model context of 96 tokens"):
         check_context([[1] * 90], max_new_tokens=10, context=96)
 
 
 def test_trim_response_keeps_eos_and_drops_padding():
-    assert trim_response([4, 5, 2, 0, 0], eos_id=2, pad_id=0) == [4, 5, 2]
-    assert trim_response([4, 5, 0, 0], eos_id=2, pad_id=0) == [4, 5]
+    assert trim_response([4, 5, 2, 0, 0], stop_ids=[2], pad_id=0) == [4, 5, 2]
+    assert trim_response([4, 5, 0, 0], stop_ids=[2], pad_id=0) == [4, 5]
+    assert trim_response([4, 7, 5, 2], stop_ids=[2, 7], pad_id=0) == [4, 7]
 
 
 def test_plot_command_writes_a_png_of_the_curves(tmp_path, capsys):

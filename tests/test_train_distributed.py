@@ -1,0 +1,218 @@
+"""The multi-process paths of the trainer, run on CPU with gloo: host-side collectives under a
+process group that serves only device tensors (as NCCL does), updates that do not depend on
+the number of processes or the micro-batch size, ranks out of step under ZeRO-3, a reference
+model that stays frozen, and compute threads shared out over the cores."""
+
+import os
+import socket
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("deepspeed")
+mp = pytest.importorskip("torch.multiprocessing")
+
+from rewardflow_train.config import (  # noqa: E402
+    DeepSpeedConfig,
+    OptimConfig,
+    PPOConfig,
+    TinyModelConfig,
+)
+from rewardflow_train.models import build_tiny_model  # noqa: E402
+from rewardflow_train.ppo import Sample  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+CORPUS = [
+    "<|user|>\nMove the box onto the target. <action>up</action> or <action>left</action>"
+    "<|end|>\n<|assistant|>\n<action>left</action><|end|>\n"
+] * 20
+TINY = TinyModelConfig(
+    hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, vocab_size=300
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_tiny_model(TINY, CORPUS, seed=0, out_dir=tmp_path_factory.mktemp("m") / "tiny")
+
+
+def spawn(worker, world_size: int, *args):
+    """Run `worker(rank, world_size, port, *args)` in `world_size` fresh processes."""
+    port = free_port()
+    mp.spawn(worker, args=(world_size, port, *args), nprocs=world_size, join=True)
+
+
+def join_group(rank: int, world_size: int, port: int, backend: str = "gloo"):
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        DS_ACCELERATOR="cpu",
+    )
+    if backend != "gloo":
+        import torch.distributed as dist
+
+        dist.init_process_group(backend, rank=rank, world_size=world_size)
+    from rewardflow_train.distributed import init_distributed
+
+    return init_distributed(DeepSpeedConfig())
+
+
+# Host-side collectives under a device-only process group (item: NCCL serves CUDA tensors only).
+
+
+def collectives_worker(rank, world_size, port, out):
+    from rewardflow_train import distributed
+
+    # A process group whose only backend serves CUDA tensors, as NCCL does on a GPU machine.
+    join_group(rank, world_size, port, backend="cuda:gloo")
+    summed = distributed.all_reduce([rank + 1.0])
+    largest = distributed.all_reduce([float(rank)], op="max")
+    totals = distributed.sum_across_ranks({"episodes": 2.0, f"rank{rank}": 1.0})
+    box = distributed.broadcast_object({"from": rank})
+    distributed.barrier()
+    if rank == 0:
+        torch.save({"sum": summed, "max": largest, "totals": totals, "box": box}, out)
+
+
+def test_metrics_collectives_work_when_the_process_group_serves_only_device_tensors(tmp_path):
+    out = tmp_path / "result.pt"
+    spawn(collectives_worker, 2, str(out))
+    result = torch.load(out)
+    assert result["sum"] == [3.0] and result["max"] == [1.0]
+    assert result["totals"] == {"episodes": 4.0, "rank0": 1.0, "rank1": 1.0}
+    assert result["box"] == {"from": 0}
+
+
+# One PPO update: the same global batch gives the same weights however it is split.
+
+
+def step_samples(tasks: int = 6) -> list[tuple[int, Sample]]:
+    """(task index, sample) pairs of one step: tasks with 1-4 steps of varied lengths."""
+    rng = torch.Generator().manual_seed(3)
+    out = []
+    for task in range(tasks):
+        for turn in range(1 + task % 4):
+            prompt = torch.randint(5, 290, (3 + (task + turn) % 5,), generator=rng).tolist()
+            response = torch.randint(5, 290, (1 + (task * turn) % 4,), generator=rng).tolist()
+            advantage = float(torch.randn((), generator=rng))
+            out.append((task, Sample(prompt, response, advantage, key=(task, 0, turn))))
+    return out
+
+
+def update_worker(rank, world_size, port, model_dir, ppo, zero_stage, out, uneven):
+    from rewardflow_train.distributed import build_engine, build_frozen
+    from rewardflow_train.models import load_model
+    from rewardflow_train.ppo import PPOTrainer
+
+    torch.manual_seed(0)
+    dist = join_group(rank, world_size, port)
+    ds = DeepSpeedConfig(zero_stage=zero_stage)
+    optim = OptimConfig(lr=1e-2, grad_clip=1.0)
+    engine = build_engine(load_model(model_dir, torch.float32), ds, optim, optim.lr, 10, dist.dtype)
+    reference = None
+    if ppo.kl_coef > 0:
+        reference = build_frozen(load_model(model_dir, torch.float32), ds, dist.dtype, dist.device)
+    trainer = PPOTrainer(engine, reference, ppo, 1.0, 0, dist.device, seed=7)
+    pairs = step_samples()
+    if uneven:  # rank 0 gets the first task only: the other rank runs many more micro-batches
+        mine = [s for task, s in pairs if (task == 0) == (rank == 0)]
+    else:
+        mine = [s for task, s in pairs if task % world_size == rank]
+    metrics = []
+    for step in (1, 2):
+        trainer.score(mine)
+        metrics.append(trainer.update(mine, step))
+    from rewardflow_train.checkpoint import export_model
+
+    class NoTokenizer:
+        def save_pretrained(self, path):
+            pass
+
+    export_model(engine, NoTokenizer(), out, dist)
+    if rank == 0:
+        torch.save(metrics, f"{out}/metrics.pt")
+
+
+def run_update(tmp_path, model_dir, name, world_size, zero_stage=0, uneven=False, **ppo):
+    ppo = PPOConfig(**{"mini_batches": 2, "micro_batch_size": 3, "epochs": 2, **ppo})
+    out = tmp_path / name
+    spawn(update_worker, world_size, str(model_dir), ppo, zero_stage, str(out), uneven)
+    from safetensors.torch import load_file
+
+    return load_file(out / "model.safetensors"), torch.load(out / "metrics.pt")
+
+
+def assert_same_update(first, second):
+    (weights_a, metrics_a), (weights_b, metrics_b) = first, second
+    for name, tensor in weights_a.items():
+        assert torch.allclose(tensor, weights_b[name], atol=1e-5, rtol=1e-4), name
+    for a, b in zip(metrics_a, metrics_b, strict=True):
+        for key in ("loss/policy", "loss/kl", "entropy", "clip_fraction"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+
+
+@pytest.mark.slow
+def test_two_processes_update_the_weights_as_one_does_on_the_same_global_batch(tmp_path, model_dir):
+    one = run_update(tmp_path, model_dir, "one", 1)
+    two = run_update(tmp_path, model_dir, "two", 2)
+    assert_same_update(one, two)
+    changed = load_initial(model_dir)
+    assert any(not torch.equal(t, one[0][n]) for n, t in changed.items()), "nothing trained"
+
+
+def load_initial(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(model_dir / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_micro_batch_size_does_not_change_the_update(tmp_path, model_dir):
+    small = run_update(tmp_path, model_dir, "small", 1, micro_batch_size=1)
+    large = run_update(tmp_path, model_dir, "large", 1, micro_batch_size=16)
+    assert_same_update(small, large)
+
+
+@pytest.mark.slow
+def test_zero3_ranks_out_of_step_update_as_one_process_does(tmp_path, model_dir):
+    """Under ZeRO-3 every forward gathers shards from all ranks: a rank with one task must
+    keep stepping while the other works through many micro-batches."""
+    one = run_update(tmp_path, model_dir, "one", 1, zero_stage=3, kl_coef=0.1)
+    two = run_update(tmp_path, model_dir, "two", 2, zero_stage=3, uneven=True, kl_coef=0.1)
+    assert_same_update(one, two)
+
+
+@pytest.mark.slow
+def test_kl_to_the_frozen_reference_grows_as_the_policy_moves(tmp_path, model_dir):
+    weights, metrics = run_update(tmp_path, model_dir, "kl", 1, kl_coef=0.1, epochs=3)
+    # In the first pass of the first step the policy still equals the reference: KL 0.
+    # Afterwards the policy has moved and the reference has not.
+    assert metrics[1]["loss/kl"] > 1e-6
+    assert metrics[1]["loss/kl"] > metrics[0]["loss/kl"]
+
+
+# Compute threads on CPU.
+
+
+def threads_worker(rank, world_size, port, out):
+    join_group(rank, world_size, port)
+    torch.save(torch.get_num_threads(), f"{out}.{rank}")
+
+
+def test_processes_on_one_node_share_the_cores_between_them(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    spawn(threads_worker, 2, str(tmp_path / "threads"))
+    threads = [torch.load(f"{tmp_path / 'threads'}.{rank}") for rank in range(2)]
+    assert sum(threads) <= max(cores, 2)
+    assert all(t >= 1 for t in threads)
