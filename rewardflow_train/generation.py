@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,9 +56,10 @@ def trim_response(ids: list[int], stop_ids: list[int], pad_id: int) -> list[int]
 class HFGenerator:
     """Batched `model.generate` with left padding; works on CPU and GPU.
 
-    With ZeRO-3 every rank must run the same forward passes, so `lockstep` makes a rank
-    with nothing to generate run dummy batches until all ranks are done (and passes
-    ``synced_gpus`` so ranks whose sequences finish early keep stepping).
+    Under ZeRO-3 (`zero3_engine` given) each call first gathers the whole model once, with
+    DeepSpeed's parameter hooks lifted, and decodes from the full weights: without that, every
+    decoded token would gather every layer again from all ranks. The gather is collective, so
+    every rank calls `generate` once per turn, with or without prompts of its own.
     """
 
     def __init__(
@@ -68,7 +70,7 @@ class HFGenerator:
         context: int,
         batch_size: int,
         device,
-        lockstep: bool,
+        zero3_engine=None,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -76,7 +78,7 @@ class HFGenerator:
         self.context = context
         self.batch_size = batch_size
         self.device = device
-        self.lockstep = lockstep
+        self.zero3_engine = zero3_engine
 
     def sleep(self) -> None:
         """Generation runs on the policy's own weights: nothing to free."""
@@ -85,19 +87,23 @@ class HFGenerator:
         self.model = model
 
     def generate(self, prompts: list[list[int]], sampling: SamplingSettings) -> list[list[int]]:
-        from rewardflow_train.distributed import all_reduce
-
         check_context(prompts, sampling.max_new_tokens, self.context)
-        real = len(prompts)
         chunks = [prompts[i : i + self.batch_size] for i in range(0, len(prompts), self.batch_size)]
-        if self.lockstep:
-            dummy = [[self.tokenizer.eos_token_id]]
-            count = int(all_reduce([len(chunks)], op="max")[0])
-            chunks += [dummy] * (count - len(chunks))
         responses: list[list[int]] = []
-        for chunk in chunks:
-            responses.extend(self._generate_chunk(chunk, sampling))
-        return responses[:real]
+        with self._full_weights():
+            for chunk in chunks:
+                responses.extend(self._generate_chunk(chunk, sampling))
+        return responses
+
+    @contextmanager
+    def _full_weights(self):
+        if self.zero3_engine is None:
+            yield
+            return
+        from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
+
+        with unwrap_model_for_generation(self.zero3_engine):
+            yield
 
     def _generate_chunk(self, prompts: list[list[int]], sampling: SamplingSettings):
         import torch
@@ -117,8 +123,6 @@ class HFGenerator:
         }
         if not sampling.greedy:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        if self.lockstep:
-            options["synced_gpus"] = True
         self.model.eval()
         with torch.no_grad():
             output = self.model.generate(

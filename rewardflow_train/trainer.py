@@ -364,7 +364,7 @@ class Trainer:
             context,
             config.rollout.generation_batch_size,
             dist.device,
-            lockstep,
+            zero3_engine=engine if lockstep else None,
         )
 
     def _train_step(self, step, collector, ppo, engine, sampling) -> dict:

@@ -3,6 +3,7 @@ process group that serves only device tensors (as NCCL does), updates that do no
 the number of processes or the micro-batch size, ranks out of step under ZeRO-3, a reference
 model that stays frozen, and compute threads shared out over the cores."""
 
+import dataclasses
 import os
 import socket
 
@@ -200,6 +201,68 @@ def test_kl_to_the_frozen_reference_grows_as_the_policy_moves(tmp_path, model_di
     # Afterwards the policy has moved and the reference has not.
     assert metrics[1]["loss/kl"] > 1e-6
     assert metrics[1]["loss/kl"] > metrics[0]["loss/kl"]
+
+
+# ZeRO-3 generation gathers the model once per call, not once per decoded token.
+
+
+def zero3_generation_worker(rank, world_size, port, model_dir, out):
+    from deepspeed import comm as ds_comm
+
+    from rewardflow_train.distributed import build_engine
+    from rewardflow_train.generation import HFGenerator, SamplingSettings
+    from rewardflow_train.models import encode_prompts, load_model, load_tokenizer
+
+    dist = join_group(rank, world_size, port)
+    zero3 = DeepSpeedConfig(zero_stage=3)
+    engine = build_engine(
+        load_model(model_dir, torch.float32), zero3, OptimConfig(), 1e-3, 1, dist.dtype
+    )
+    tokenizer = load_tokenizer(model_dir)
+    stop_ids = [-1]  # nothing stops a response early: every one decodes all its tokens
+    generator = HFGenerator(
+        engine.module, tokenizer, stop_ids, 1024, 4, dist.device, zero3_engine=engine
+    )
+    calls = {"gathers": 0}
+    originals = {name: getattr(ds_comm, name) for name in ("all_gather", "all_gather_into_tensor")}
+
+    def counting(function):
+        def wrapped(*args, **kwargs):
+            calls["gathers"] += 1
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    for name, function in originals.items():  # the collectives ZeRO-3 fetches shards with
+        setattr(ds_comm, name, counting(function))
+    prompts = encode_prompts(tokenizer, ["move", "push the box"][: 2 - rank], None)
+    counts, responses = [], []
+    for tokens in (2, 12):
+        calls["gathers"] = 0
+        greedy = SamplingSettings(tokens, 1.0, 1.0, greedy=True)
+        responses.append(generator.generate(prompts, greedy))
+        counts.append(calls["gathers"])
+    for name, function in originals.items():
+        setattr(ds_comm, name, function)
+    plain = HFGenerator(load_model(model_dir, torch.float32), tokenizer, stop_ids, 1024, 4, "cpu")
+    expected = plain.generate(prompts, SamplingSettings(12, 1.0, 1.0, greedy=True))
+    torch.save({"counts": counts, "responses": responses, "expected": expected}, f"{out}.{rank}")
+
+
+@pytest.mark.slow
+def test_zero3_generation_gathers_the_weights_once_per_call_not_per_token(tmp_path):
+    # MLP weights above DeepSpeed's persistence threshold (1e5 elements), which stay
+    # unpartitioned otherwise and are never gathered.
+    wide = dataclasses.replace(TINY, hidden_size=128, intermediate_size=1024)
+    model_dir = build_tiny_model(wide, CORPUS, seed=0, out_dir=tmp_path / "wide")
+    out = tmp_path / "gen"
+    spawn(zero3_generation_worker, 2, str(model_dir), str(out))
+    for rank in range(2):
+        result = torch.load(f"{out}.{rank}")
+        short, long = result["counts"]
+        assert short == long, f"rank {rank}: {short} gathers for 2 tokens, {long} for 12"
+        assert result["responses"][1] == result["expected"]
+        assert all(len(r) == 12 for r in result["responses"][1])
 
 
 # Compute threads on CPU.

@@ -7,6 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+import openrlhf_shim  # noqa: E402
+
 from rewardflow_envs.extras import MissingExtraError  # noqa: E402
 from rewardflow_train import losses  # noqa: E402
 from rewardflow_train.config import ConfigError, DeepSpeedConfig, load_config  # noqa: E402
@@ -131,6 +133,7 @@ def test_the_openrlhf_loss_is_used_only_when_the_config_asks(monkeypatch):
 
 @pytest.mark.parametrize("dual_clip", [None, 3.0])
 def test_openrlhf_loss_and_kl_give_the_same_numbers_as_ours(dual_clip):
+    openrlhf_shim.use()
     pytest.importorskip("openrlhf.models.loss")
     generator = torch.Generator().manual_seed(0)
     logprobs = -torch.rand(40, generator=generator)

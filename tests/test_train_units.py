@@ -178,9 +178,7 @@ def test_hf_generation_left_pads_and_ends_responses_at_eos(tiny_dir):
     tokenizer = load_tokenizer(tiny_dir)
     model = load_model(tiny_dir, torch.float32)
     stop_ids = [tokenizer.eos_token_id]
-    generator = HFGenerator(
-        model, tokenizer, stop_ids, 96, batch_size=2, device="cpu", lockstep=False
-    )
+    generator = HFGenerator(model, tokenizer, stop_ids, 96, batch_size=2, device="cpu")
     prompts = [
         tokenizer(render_prompt(tokenizer, p, None), add_special_tokens=False)["input_ids"]
         for p in ("a", "a much longer prompt than the first", "b")
@@ -202,12 +200,12 @@ def test_generation_also_stops_at_the_eos_ids_of_the_models_generation_config(ti
     model = load_model(tiny_dir, torch.float32)
     prompt = tokenizer(render_prompt(tokenizer, "a", None), add_special_tokens=False)["input_ids"]
     greedy = SamplingSettings(max_new_tokens=6, temperature=1.0, top_p=1.0, greedy=True)
-    plain = HFGenerator(model, tokenizer, stop_token_ids(model, tokenizer), 96, 2, "cpu", False)
+    plain = HFGenerator(model, tokenizer, stop_token_ids(model, tokenizer), 96, 2, "cpu")
     first = plain.generate([prompt], greedy)[0][0]
     assert first != tokenizer.eos_token_id
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, first]
     assert stop_token_ids(model, tokenizer) == [tokenizer.eos_token_id, first]
-    ending = HFGenerator(model, tokenizer, stop_token_ids(model, tokenizer), 96, 2, "cpu", False)
+    ending = HFGenerator(model, tokenizer, stop_token_ids(model, tokenizer), 96, 2, "cpu")
     assert ending.generate([prompt], greedy) == [[first]]
 
 

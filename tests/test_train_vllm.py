@@ -112,7 +112,7 @@ def sync_worker(rank, world_size, port, model_dir, zero_stage, out):
 
     export_model(engine, tokenizer, Path(out) / f"synced_{rank}", dist)
     reference = load_model(Path(out) / f"synced_{rank}", torch.float32)
-    hf = HFGenerator(reference, tokenizer, stop_ids, 512, 8, "cpu", lockstep=False)
+    hf = HFGenerator(reference, tokenizer, stop_ids, 512, 8, "cpu")
     expected = hf.generate(prompts, greedy)
     torch.save({"before": before, "after": after, "hf": expected}, f"{out}/rank_{rank}.pt")
 
