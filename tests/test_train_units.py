@@ -249,3 +249,20 @@ def test_plot_command_reports_a_run_without_metrics(tmp_path, capsys):
 
     assert plot_main([str(tmp_path)]) == 2
     assert "has no train or eval records" in capsys.readouterr().err
+
+
+def test_weight_sync_buckets_hold_whole_decoder_layers(tiny_dir):
+    """vLLM fuses q/k/v and gate/up projections: a layer must reach it whole in one call."""
+    from rewardflow_train.vllm_engine import layer_of, weight_buckets
+
+    model = load_model(tiny_dir, torch.float32)
+    assert layer_of("model.layers.12.self_attn.q_proj.weight") == "model.layers.12"
+    assert layer_of("model.embed_tokens.weight") == "model.embed_tokens"
+    one_per_call = weight_buckets(model, bucket_bytes=1)
+    for bucket in one_per_call:
+        assert len({layer_of(name) for name, _ in bucket}) == 1
+    layers = [n for n, _ in model.named_parameters() if n.startswith("model.layers.0.")]
+    assert [n for n, _ in one_per_call[1]] == layers  # all 9 tensors of layer 0 together
+    everything = weight_buckets(model, bucket_bytes=2**30)
+    assert len(everything) == 1
+    assert [n for n, _ in everything[0]] == [n for n, _ in model.named_parameters()]

@@ -110,8 +110,8 @@ def sync_worker(rank, world_size, port, model_dir, zero_stage, out):
     # HF greedy decoding of the same weights, gathered into one plain model.
     from rewardflow_train.checkpoint import export_model
 
-    export_model(engine, tokenizer, Path(out) / f"synced_{rank}", dist)
-    reference = load_model(Path(out) / f"synced_{rank}", torch.float32)
+    export_model(engine, tokenizer, Path(out) / "synced", dist)  # rank 0 writes, all wait
+    reference = load_model(Path(out) / "synced", torch.float32)
     hf = HFGenerator(reference, tokenizer, stop_ids, 512, 8, "cpu")
     expected = hf.generate(prompts, greedy)
     torch.save({"before": before, "after": after, "hf": expected}, f"{out}/rank_{rank}.pt")
