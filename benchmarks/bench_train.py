@@ -2,15 +2,19 @@
 
     python benchmarks/bench_train.py                  # CPU tiny setup on RF-Sokoban-v0
     python benchmarks/bench_train.py --preset 0.5b    # ~0.5B-parameter Qwen2-shaped model (GPU)
+    python benchmarks/bench_train.py --backends hf    # leave vLLM out
 
 Runs a few real RL steps of the trainer (one process), then reports the averages of the
-metrics it logged (the first step is left out as warm-up), and compares batched generation
-with one-prompt-at-a-time generation on the same prompts, measured in the same run.
+metrics it logged (the first step is left out as warm-up). On the trained model it then
+compares, on the same prompts and in the same run, the rollout generation backends: HF
+`generate` batched and one prompt at a time, and vLLM (skipped with a message where it is not
+importable).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import statistics
@@ -22,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "configs" / "sokoban_cpu.yaml"
 
 PRESETS = {
-    "tiny": [],
+    # sokoban_cpu.yaml's model with 2 heads of 64 instead of 8 of 16: vLLM's attention takes
+    # head sizes 32, 64, 80, ..., and both backends must run the same model.
+    "tiny": ["model.tiny.num_heads=2"],
     # Qwen2-0.5B's shape, randomly initialised (no download).
     "0.5b": [
         "model.tiny={arch: qwen2, hidden_size: 896, num_layers: 24, num_heads: 14,"
@@ -54,41 +60,77 @@ def run_steps(output_dir: Path, steps: int, preset: str) -> list[dict]:
     return [r for r in read_metrics(output_dir) if r["kind"] == "train"]
 
 
-def generation_speedup(model_dir: Path, batch: int) -> tuple[float, float]:
-    """Response tokens/s of batched generation and of one prompt at a time, same prompts."""
+def generation_rates(model_dir: Path, batch: int, backends: list[str]) -> dict[str, float]:
+    """Response tokens/s of each generation backend on the same prompts and sampling settings
+    (and the seconds the vLLM engine took to start)."""
     import gymnasium
-    import torch
 
     import rewardflow_envs  # noqa: F401
-    from rewardflow_train.config import load_config
+    from rewardflow_train.config import DeepSpeedConfig, load_config
+    from rewardflow_train.distributed import init_distributed
     from rewardflow_train.generation import HFGenerator, SamplingSettings
-    from rewardflow_train.models import context_length, load_model, load_tokenizer, render_prompt
+    from rewardflow_train.models import (
+        context_length,
+        load_model,
+        load_tokenizer,
+        render_prompt,
+        stop_token_ids,
+    )
 
     config = load_config(CONFIG)
+    # The process group vLLM's in-process engine joins (the one the trainer already made).
+    dist = init_distributed(DeepSpeedConfig())
     tokenizer = load_tokenizer(model_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = load_model(model_dir, dtype).to(device)
+    model = load_model(model_dir, dist.dtype).to(dist.device)
+    stop_ids = stop_token_ids(model, tokenizer)
+    context = context_length(model, tokenizer)
     env = gymnasium.make(config.env.id, **config.env.kwargs)
     texts = [render_prompt(tokenizer, env.reset(seed=s)[0], None) for s in range(batch)]
     prompts = tokenizer(texts, add_special_tokens=False)["input_ids"]
     sampling = SamplingSettings(config.rollout.max_new_tokens, 1.0, 1.0, greedy=False)
-    rates = []
-    for size in (batch, 1):
-        generator = HFGenerator(
-            model, tokenizer, context_length(model, tokenizer), size, device, lockstep=False
-        )
+    rates = {}
+    if "hf" in backends:
+        for name, size in (("hf", batch), ("hf_one_at_a_time", 1)):
+            generator = HFGenerator(model, tokenizer, stop_ids, context, size, dist.device)
+            rates[f"generate_{name}_tokens_per_s"] = tokens_per_s(generator, prompts, sampling)
+    if "vllm" in backends:
+        from rewardflow_train.config import VLLMConfig
+        from rewardflow_train.vllm_engine import VLLMGenerator
+
+        # After the HF measurements: vLLM's CPU backend sets this process's threads its way.
         start = time.perf_counter()
-        responses = generator.generate(prompts, sampling)
-        rates.append(sum(map(len, responses)) / (time.perf_counter() - start))
-    return rates[0], rates[1]
+        generator = VLLMGenerator(
+            str(model_dir),
+            stop_ids,
+            context,
+            VLLMConfig(),  # the trainer's defaults: compiled, with CUDA graphs on a GPU
+            dist.dtype,
+            seed=0,
+            on_cpu=dist.device.type == "cpu",
+        )
+        rates["vllm_startup_s"] = time.perf_counter() - start
+        rates["generate_vllm_tokens_per_s"] = tokens_per_s(generator, prompts, sampling)
+    return rates
+
+
+def tokens_per_s(generator, prompts, sampling, rounds: int = 3) -> float:
+    """Generated tokens per second over `rounds` calls, after one untimed call (warm-up)."""
+    generator.generate(prompts, sampling)
+    start = time.perf_counter()
+    tokens = sum(sum(map(len, generator.generate(prompts, sampling))) for _ in range(rounds))
+    return tokens / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--backends", default="hf,vllm", help="generation backends to compare")
     args = parser.parse_args()
+    backends = args.backends.split(",")
+    if "vllm" in backends and importlib.util.find_spec("vllm") is None:
+        print("vLLM is not importable here: measuring HF generation only (pip install vllm)")
+        backends.remove("vllm")
 
     with tempfile.TemporaryDirectory() as tmp:
         output_dir = Path(tmp) / "run"
@@ -96,7 +138,7 @@ def main() -> None:
         if records is None:
             raise SystemExit("--steps must be at least 2 (the first step is left out)")
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        batched, single = generation_speedup(output_dir / "final_model", batch=32)
+        rates = generation_rates(output_dir / "final_model", 32, backends)
 
     def mean(key: str) -> float:
         return statistics.fmean(r[key] for r in records)
@@ -111,10 +153,15 @@ def main() -> None:
         "step_s": step_time,
         **{f"share/{key[5:]}": mean(key) / step_time for key in SPLIT},
         "peak_rss_mb": peak_rss_mb,
-        "generate_batched_tokens_per_s": batched,
-        "generate_one_at_a_time_tokens_per_s": single,
-        "batched_over_one_at_a_time": batched / single,
+        **rates,
     }
+    hf, vllm = rates.get("generate_hf_tokens_per_s"), rates.get("generate_vllm_tokens_per_s")
+    if hf:
+        result["hf_batched_over_one_at_a_time"] = (
+            hf / rates["generate_hf_one_at_a_time_tokens_per_s"]
+        )
+    if hf and vllm:
+        result["vllm_over_hf"] = vllm / hf
     try:
         import torch
 
