@@ -388,7 +388,9 @@ class Trainer:
         start = timer()
         update = ppo.update(samples, step)
         update_time = timer() - start
+        start = timer()
         collector.generator.sync_weights(engine.module)
+        sync_time = timer() - start
 
         totals = episode_metrics(groups, "train")
         totals["tokens/response"] = sum(len(s.response_ids) for s in samples)
@@ -408,6 +410,7 @@ class Trainer:
                 "time/advantage": advantage_time,
                 "time/score": score_time,
                 "time/update": update_time,
+                "time/sync": sync_time,
                 "time/step": timer() - step_start,
                 "throughput/rollout_tokens_per_s": totals["tokens/response"] / rollout_time,
                 "throughput/update_tokens_per_s": trained_tokens / max(update_time, 1e-9),

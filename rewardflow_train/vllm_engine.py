@@ -111,6 +111,13 @@ def _quiet(loggers=RELOAD_LOGGERS):
             logger.setLevel(level)
 
 
+def _release_cached_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class VLLMGenerator:
     """vLLM on this rank's device; the policy's weights are pushed in after each update."""
 
@@ -157,6 +164,7 @@ class VLLMGenerator:
 
     def sync_weights(self, model) -> None:
         if self.asleep:
+            _release_cached_memory()  # vLLM allocates outside torch's cache: hand it back
             self.llm.wake_up(tags=["weights"])
         with _quiet():
             for bucket in weight_buckets(model, self.bucket_bytes):
