@@ -22,23 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import gpu_check  # this folder is the first sys.path entry when the script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "configs" / "sokoban_cpu.yaml"
 
-PRESETS = {
-    # sokoban_cpu.yaml's model with 2 heads of 64 instead of 8 of 16: vLLM's attention takes
-    # head sizes 32, 64, 80, ..., and both backends must run the same model.
-    "tiny": ["model.tiny.num_heads=2"],
-    # Qwen2-0.5B's shape, randomly initialised (no download).
-    "0.5b": [
-        "model.tiny={arch: qwen2, hidden_size: 896, num_layers: 24, num_heads: 14,"
-        " intermediate_size: 4864, vocab_size: 4096, context_length: 2048}",
-        "rollout.tasks_per_step=16",
-        "ppo.micro_batch_size=16",
-    ],
-}
+# The model shapes gpu_check.py runs: a tiny one vLLM's CPU attention takes, and Qwen2-0.5B's.
+PRESETS = gpu_check.PRESETS
 
-SPLIT = ("time/generate", "time/env", "time/advantage", "time/score", "time/update")
+SPLIT = ("time/generate", "time/env", "time/advantage", "time/score", "time/update", "time/sync")
 
 
 def run_steps(output_dir: Path, steps: int, preset: str) -> list[dict]:

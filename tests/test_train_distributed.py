@@ -5,13 +5,13 @@ model that stays frozen, and compute threads shared out over the cores."""
 
 import dataclasses
 import os
-import socket
 
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("deepspeed")
-mp = pytest.importorskip("torch.multiprocessing")
+
+from ranks import join_group, spawn  # noqa: E402
 
 from rewardflow_train.config import (  # noqa: E402
     DeepSpeedConfig,
@@ -33,40 +33,9 @@ TINY = TinyModelConfig(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return build_tiny_model(TINY, CORPUS, seed=0, out_dir=tmp_path_factory.mktemp("m") / "tiny")
-
-
-def spawn(worker, world_size: int, *args):
-    """Run `worker(rank, world_size, port, *args)` in `world_size` fresh processes."""
-    port = free_port()
-    mp.spawn(worker, args=(world_size, port, *args), nprocs=world_size, join=True)
-
-
-def join_group(rank: int, world_size: int, port: int, backend: str = "gloo"):
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        DS_ACCELERATOR="cpu",
-    )
-    if backend != "gloo":
-        import torch.distributed as dist
-
-        dist.init_process_group(backend, rank=rank, world_size=world_size)
-    from rewardflow_train.distributed import init_distributed
-
-    return init_distributed(DeepSpeedConfig())
 
 
 # Host-side collectives under a device-only process group (item: NCCL serves CUDA tensors only).

@@ -13,6 +13,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("deepspeed")
 
+from ranks import free_port  # noqa: E402
+
 from rewardflow_train.main import main  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -77,14 +79,6 @@ def run_launcher(output_dir, processes, *overrides, timeout=600):
     return subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
     )
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def records(output_dir, kind):

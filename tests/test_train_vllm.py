@@ -5,7 +5,6 @@ training runs. Runs in the `vllm` tox environment; skipped where vLLM is not ins
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("vllm")
 pytest.importorskip("deepspeed")
-mp = pytest.importorskip("torch.multiprocessing")
+
+from ranks import free_port, join_group, spawn  # noqa: E402
 
 from rewardflow_train.config import DeepSpeedConfig, OptimConfig, TinyModelConfig  # noqa: E402
 from rewardflow_train.models import build_tiny_model  # noqa: E402
@@ -45,12 +45,6 @@ PROMPTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return build_tiny_model(TINY, CORPUS, seed=0, out_dir=tmp_path_factory.mktemp("m") / "tiny")
@@ -65,22 +59,13 @@ def perturb(model, seed: int) -> None:
 
 
 def sync_worker(rank, world_size, port, model_dir, zero_stage, out):
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        DS_ACCELERATOR="cpu",
-    )
     from rewardflow_train.config import VLLMConfig
-    from rewardflow_train.distributed import build_engine, init_distributed
+    from rewardflow_train.distributed import build_engine
     from rewardflow_train.generation import HFGenerator, SamplingSettings
     from rewardflow_train.models import encode_prompts, load_model, load_tokenizer, stop_token_ids
     from rewardflow_train.vllm_engine import VLLMGenerator
 
-    dist = init_distributed(DeepSpeedConfig(zero_stage=zero_stage))
+    dist = join_group(rank, world_size, port)
     tokenizer = load_tokenizer(model_dir)
     engine = build_engine(
         load_model(model_dir, torch.float32),
@@ -118,12 +103,7 @@ def sync_worker(rank, world_size, port, model_dir, zero_stage, out):
 
 
 def run_sync(tmp_path, model_dir, world_size, zero_stage):
-    mp.spawn(
-        sync_worker,
-        args=(world_size, free_port(), str(model_dir), zero_stage, str(tmp_path)),
-        nprocs=world_size,
-        join=True,
-    )
+    spawn(sync_worker, world_size, str(model_dir), zero_stage, str(tmp_path))
     return [torch.load(tmp_path / f"rank_{rank}.pt") for rank in range(world_size)]
 
 
