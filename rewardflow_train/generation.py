@@ -58,8 +58,10 @@ class HFGenerator:
 
     Under ZeRO-3 (`zero3_engine` given) each call first gathers the whole model once, with
     DeepSpeed's parameter hooks lifted, and decodes from the full weights: without that, every
-    decoded token would gather every layer again from all ranks. The gather is collective, so
-    every rank calls `generate` once per turn, with or without prompts of its own.
+    decoded token would gather every layer again from all ranks. Some forward passes still
+    synchronise the ranks (DeepSpeed's start-of-forward hook, and `synced_gpus`), so every
+    rank runs as many batches and decoding steps as the busiest one: a rank with fewer
+    prompts, or none, decodes padding batches.
     """
 
     def __init__(
@@ -89,11 +91,16 @@ class HFGenerator:
     def generate(self, prompts: list[list[int]], sampling: SamplingSettings) -> list[list[int]]:
         check_context(prompts, sampling.max_new_tokens, self.context)
         chunks = [prompts[i : i + self.batch_size] for i in range(0, len(prompts), self.batch_size)]
+        if self.zero3_engine is not None:
+            from rewardflow_train.distributed import all_reduce
+
+            count = int(all_reduce([len(chunks)], op="max")[0])
+            chunks += [[[self.tokenizer.eos_token_id]]] * (count - len(chunks))
         responses: list[list[int]] = []
         with self._full_weights():
             for chunk in chunks:
                 responses.extend(self._generate_chunk(chunk, sampling))
-        return responses
+        return responses[: len(prompts)]
 
     @contextmanager
     def _full_weights(self):
@@ -123,6 +130,8 @@ class HFGenerator:
         }
         if not sampling.greedy:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        if self.zero3_engine is not None:
+            options["synced_gpus"] = True  # ranks step together until all are done
         self.model.eval()
         with torch.no_grad():
             output = self.model.generate(
