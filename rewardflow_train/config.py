@@ -298,8 +298,8 @@ def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read the YAML file (or start from the defaults), apply overrides, validate."""
+def parse_config(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
+    """Read the YAML file (or start from the defaults), apply overrides, build `cls` from it."""
     import yaml
 
     raw: dict[str, Any] = {}
@@ -315,7 +315,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of blocks")
     for text in overrides:
         apply_override(raw, *parse_override(text))
-    config = _build(RunConfig, raw)
+    return _build(cls, raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """The run's config from its YAML file and overrides, validated."""
+    config = parse_config(RunConfig, path, overrides)
     check(config)
     return config
 

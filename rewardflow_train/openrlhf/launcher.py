@@ -1,0 +1,277 @@
+"""Run OpenRLHF's own ``train_ppo_ray`` on an RF env, with per-turn RewardFlow advantages.
+
+    python -m rewardflow_train.openrlhf --config CONFIG [key=value ...] [--openrlhf.flag value ...]
+
+The config's ``env``, ``train_tasks`` and ``eval_tasks`` blocks become OpenRLHF prompt datasets
+(one row per task, the task in the label; see `episodes`), ``advantage`` holds the settings of
+the rewardflow estimators, and ``openrlhf`` holds ``train_ppo_ray`` flags without their leading
+``--``. ``key=value`` arguments override the config; ``--flags`` go to OpenRLHF as typed and win
+over the config's ``openrlhf`` block. ``--algo.advantage.estimator`` takes ``rewardflow``,
+``gigpo`` and ``grpo`` besides OpenRLHF's own estimators. See docs/openrlhf.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewardflow_train.config import ConfigError, parse_config
+from rewardflow_train.openrlhf.episodes import EpisodeSpec, task_rows
+
+SETUP_HOOK = "rewardflow_train.openrlhf.patch.install"
+
+
+@dataclass
+class EnvBlock:
+    id: str = "RF-Sokoban-v0"
+    kwargs: dict = field(default_factory=dict)
+    # "module:function" (observation, info) -> hashable; default: the env's info["state_key"]
+    state_key: str | None = None
+    system_prompt: str | None = None
+    # Turns per episode at most; the env's own step limit applies in any case.
+    max_turns: int | None = None
+
+
+@dataclass
+class TaskBlock:
+    count: int = 256
+    seed: int = 0  # the first task seed; tasks use seeds seed .. seed + count - 1
+    # env kwargs for these tasks over env.kwargs (e.g. a held-out split)
+    kwargs: dict | None = None
+
+
+@dataclass
+class AdvantageBlock:
+    gamma: float = 0.9
+    step_weight: float = 1.0
+    norm_std: bool = False
+    invalid_action_penalty: float = 0.1
+
+
+@dataclass
+class LaunchConfig:
+    output_dir: str = "runs/openrlhf"
+    env: EnvBlock = field(default_factory=EnvBlock)
+    train_tasks: TaskBlock = field(default_factory=TaskBlock)
+    eval_tasks: TaskBlock = field(default_factory=lambda: TaskBlock(count=0, seed=1_000_000))
+    advantage: AdvantageBlock = field(default_factory=AdvantageBlock)
+    openrlhf: dict = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """What to run: OpenRLHF's argv, and the estimator that OpenRLHF's parser would refuse."""
+
+    argv: list[str]
+    estimator: str | None
+    settings: dict[str, Any]
+    task_files: dict[str, list[dict[str, str]]]
+
+
+def _is_override(token: str) -> bool:
+    """``advantage.step_weight=0.5``: a key=value whose first part names a config block."""
+    key, sep, _ = token.partition("=")
+    names = {f.name for f in dataclasses.fields(LaunchConfig)}
+    return bool(sep) and key.split(".")[0] in names
+
+
+def _is_ours(token: str) -> bool:
+    return token.startswith("--") or _is_override(token)
+
+
+def split_arguments(argv: list[str]) -> tuple[str | None, list[str], dict[str, Any], bool]:
+    """(config path, key=value overrides, OpenRLHF flags, dry run) from the command line."""
+    config, overrides, flags, dry_run = None, [], {}, False
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--config":
+            if index + 1 >= len(argv):
+                raise ConfigError("--config needs a path")
+            config, index = argv[index + 1], index + 2
+        elif token == "--dry-run":
+            dry_run, index = True, index + 1
+        elif token.startswith("--"):
+            name, _, inline = token[2:].partition("=")
+            values = [inline] if inline else []
+            index += 1
+            while not inline and index < len(argv) and not _is_ours(argv[index]):
+                values.append(argv[index])
+                index += 1
+            flags[name] = True if not values else values[0] if len(values) == 1 else values
+        elif _is_override(token):
+            overrides.append(token)
+            index += 1
+        else:
+            raise ConfigError(
+                f"unexpected argument {token!r}: give key=value overrides or --openrlhf.flags"
+            )
+    return config, overrides, flags, dry_run
+
+
+def _dotted(block: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"actor": {"eps_clip": 0.2}}`` and ``{"actor.eps_clip": 0.2}`` both as the latter."""
+    flat = {}
+    for key, value in block.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _flag_tokens(flags: dict[str, Any]) -> list[str]:
+    tokens = []
+    for name, value in flags.items():
+        if value is False or value is None:
+            continue
+        tokens.append(f"--{name}")
+        if value is not True:
+            tokens += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return tokens
+
+
+def _tasks(config: LaunchConfig, block: TaskBlock) -> list[EpisodeSpec]:
+    env = config.env
+    kwargs = {**env.kwargs, **(block.kwargs or {})}
+    return [
+        EpisodeSpec(
+            env=env.id,
+            kwargs=kwargs,
+            seed=seed,
+            state_key=env.state_key,
+            system_prompt=env.system_prompt,
+            max_turns=env.max_turns,
+        )  # fmt: skip
+        for seed in range(block.seed, block.seed + block.count)
+    ]
+
+
+def _check(config: LaunchConfig, flags: dict[str, Any], estimator: str | None) -> None:
+    advantage = config.advantage
+    if not 0 < advantage.gamma <= 1:
+        raise ConfigError(f"advantage.gamma must be in (0, 1], got {advantage.gamma}")
+    if advantage.invalid_action_penalty < 0:
+        raise ConfigError("advantage.invalid_action_penalty must be >= 0")
+    if config.train_tasks.count < 1 or config.eval_tasks.count < 0:
+        raise ConfigError("train_tasks.count must be >= 1 and eval_tasks.count >= 0")
+    train = range(config.train_tasks.seed, config.train_tasks.seed + config.train_tasks.count)
+    held_out = range(config.eval_tasks.seed, config.eval_tasks.seed + config.eval_tasks.count)
+    if config.eval_tasks.kwargs is None and held_out and set(train) & set(held_out):
+        raise ConfigError("eval_tasks: its seeds overlap train_tasks' seeds; move eval_tasks.seed")
+    if estimator is None:
+        return
+    if int(flags.get("rollout.n_samples_per_prompt", 1)) < 2:
+        raise ConfigError(
+            f"--algo.advantage.estimator {estimator} compares the episodes of a group: set "
+            "--rollout.n_samples_per_prompt to 2 or more"
+        )
+    if float(flags.get("algo.kl.init_coef", 0.01)) > 0 and not flags.get("algo.kl.use_loss"):
+        raise ConfigError(
+            f"--algo.advantage.estimator {estimator} takes KL as a loss term, not in the reward: "
+            "add --algo.kl.use_loss (or set --algo.kl.init_coef 0)"
+        )
+
+
+def plan(argv: list[str]) -> tuple[Plan, bool]:
+    from rewardflow_train.openrlhf.patch import ESTIMATORS
+
+    config_path, overrides, cli_flags, dry_run = split_arguments(argv)
+    config = parse_config(LaunchConfig, config_path, overrides)
+    flags = {**_dotted(config.openrlhf), **cli_flags}
+    estimator = flags.get("algo.advantage.estimator")
+    if estimator in ESTIMATORS:
+        del flags["algo.advantage.estimator"]
+    else:
+        estimator = None
+    _check(config, flags, estimator)
+
+    output = Path(config.output_dir)
+    flags.setdefault("ckpt.output_dir", str(output / "model"))
+    flags.setdefault("ckpt.path", str(output / "checkpoints"))
+    flags.setdefault("train.agent_func_path", _agent_file())
+    task_files = {}
+    if "data.prompt_dataset" not in flags:
+        task_files[str(output / "tasks" / "train.jsonl")] = task_rows(
+            _tasks(config, config.train_tasks)
+        )
+        flags.update(
+            {
+                "data.prompt_dataset": str(output / "tasks" / "train.jsonl"),
+                "data.input_key": "prompt",
+                "data.label_key": "label",
+            }
+        )
+        if config.eval_tasks.count:
+            path = str(output / "tasks" / "eval.jsonl")
+            task_files[path] = task_rows(_tasks(config, config.eval_tasks))
+            flags.setdefault("eval.dataset", path)
+    settings = dataclasses.asdict(config.advantage)
+    return Plan(_flag_tokens(flags), estimator, settings, task_files), dry_run
+
+
+def _agent_file() -> str:
+    from rewardflow_train.openrlhf import agent
+
+    return agent.__file__
+
+
+def write_task_files(task_files: dict[str, list[dict[str, str]]]) -> None:
+    for path, rows in task_files.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(f"{path}.tmp-{os.getpid()}")
+        staging.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        os.replace(staging, path)
+
+
+def launch(run: Plan) -> None:
+    """Start (or join, with RAY_ADDRESS) a Ray cluster whose workers apply the patch, then run
+    OpenRLHF's train_ppo_ray as its command line would."""
+    import runpy
+
+    import ray
+
+    from rewardflow_train.openrlhf import patch
+
+    patch.install()
+    write_task_files(run.task_files)
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS"),
+        runtime_env={
+            "worker_process_setup_hook": SETUP_HOOK,
+            # The variables train_ppo_ray sets when it starts Ray itself.
+            "env_vars": {
+                "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
+                "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
+                "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get(
+                    "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"
+                ),
+            },
+        },
+    )
+    if run.estimator is not None:
+        from openrlhf.utils import config
+
+        config.hierarchize = patch.with_estimator_settings(run.estimator, run.settings)
+    sys.argv = ["train_ppo_ray", *run.argv]
+    runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run, dry_run = plan(sys.argv[1:] if argv is None else argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if dry_run:
+        estimator = f" (estimator {run.estimator}: {run.settings})" if run.estimator else ""
+        print("python -m openrlhf.cli.train_ppo_ray " + " ".join(run.argv) + estimator)
+        return 0
+    launch(run)
+    return 0
