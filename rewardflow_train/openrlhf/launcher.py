@@ -236,17 +236,10 @@ def write_task_files(task_files: dict[str, list[dict[str, str]]]) -> None:
         os.replace(staging, path)
 
 
-def launch(run: Plan) -> None:
-    """Start (or join, with RAY_ADDRESS) a Ray cluster whose workers apply the patch, then run
-    OpenRLHF's train_ppo_ray as its command line would."""
-    import runpy
-
+def start_ray(**init_kwargs) -> None:
+    """Start Ray (or join the cluster in RAY_ADDRESS) with the patch in every worker."""
     import ray
 
-    from rewardflow_train.openrlhf import patch
-
-    patch.install()
-    write_task_files(run.task_files)
     ray.init(
         address=os.environ.get("RAY_ADDRESS"),
         runtime_env={
@@ -260,7 +253,19 @@ def launch(run: Plan) -> None:
                 ),
             },
         },
+        **init_kwargs,
     )
+
+
+def launch(run: Plan) -> None:
+    """Run OpenRLHF's train_ppo_ray as its command line would, with the patch in place."""
+    import runpy
+
+    from rewardflow_train.openrlhf import patch
+
+    patch.install()
+    write_task_files(run.task_files)
+    start_ray()
     if run.estimator is not None:
         from openrlhf.utils import config
 
