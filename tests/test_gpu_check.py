@@ -1,6 +1,7 @@
-"""benchmarks/gpu_check.py: its arithmetic (MFU, device table, parameter count) and one whole
-path on CPU, as the script runs it on a GPU."""
+"""benchmarks/gpu_check.py: its arithmetic (MFU, device table, parameter count), one whole
+path on CPU, as the script runs it on a GPU, and the OpenRLHF path's side that needs no GPU."""
 
+import argparse
 import importlib.util
 import json
 import math
@@ -66,10 +67,18 @@ def test_parameters_are_counted_over_every_shard(tmp_path):
     assert gpu_check.count_parameters(tmp_path) == 12 + 5 + 8
 
 
-def test_a_missing_vllm_is_a_skip_reason(monkeypatch):
+def test_a_missing_vllm_or_openrlhf_is_a_skip_reason(monkeypatch):
     monkeypatch.setattr(gpu_check.importlib.util, "find_spec", lambda name: None)
-    assert "vLLM is not installed" in gpu_check.missing_dependency("vllm")
-    assert gpu_check.missing_dependency("hf") is None
+    assert "vLLM is not installed" in gpu_check.missing_dependency("vllm", "cuda")
+    assert "openrlhf and vllm not installed" in gpu_check.missing_dependency("openrlhf", "cuda")
+    assert gpu_check.missing_dependency("hf", "cuda") is None
+
+
+def test_openrlhf_is_a_default_backend_on_cuda_only(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--device", "cpu"])
+    assert gpu_check.parse_args().backends == ["hf", "vllm"]
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py"])
+    assert gpu_check.parse_args().backends == ["hf", "vllm", "openrlhf"]
 
 
 def test_a_run_past_its_timeout_is_stopped(tmp_path):
@@ -101,3 +110,85 @@ def test_a_cpu_path_passes_and_prints_its_throughput():
     assert path["params"] > 0
     flops = 6 * path["params"] * path["update_tokens_per_s"]
     assert path["mfu"] == pytest.approx(flops / 1e9)  # of the given peak, 0.001 TFLOP/s
+
+
+def planned(config: Path):
+    """OpenRLHF's command line from the launcher config, as `python -m rewardflow_train.openrlhf`
+    plans it, and its train and eval task rows."""
+    from rewardflow_train.openrlhf import launcher
+
+    run, dry_run = launcher.plan(["--config", str(config), "--dry-run"])
+    assert dry_run
+    flags = dict(zip(run.argv, run.argv[1:], strict=False))  # a flag to its value, if it takes one
+    rows = [run.task_files[flags[key]] for key in ("--data.prompt_dataset", "--eval.dataset")]
+    return run, flags, *rows
+
+
+@pytest.mark.parametrize(("context", "max_len"), [(512, 512), (32768, 2048)])
+def test_the_openrlhf_config_is_a_launcher_config_of_two_steps(tmp_path, context, max_len):
+    pytest.importorskip("yaml")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"max_position_embeddings": context}))
+    result = gpu_check.Result("tiny", "openrlhf", 3)
+    config = gpu_check.openrlhf_config(result, tmp_path / "run", model_dir)
+    run, flags, train, held_out = planned(config)
+    assert run.estimator == "rewardflow"
+    assert flags["--rollout.n_samples_per_prompt"] == "4" and flags["--rollout.batch_size"] == "4"
+    assert len(train) == 8 and len(held_out) == 4  # 2 RL steps of 4 tasks
+    assert flags["--actor.model_name_or_path"] == str(model_dir)
+    assert flags["--ds.zero_stage"] == "3" and flags["--data.max_len"] == str(max_len)
+    assert "--train.colocate_all" in run.argv and "--ds.packing_samples" not in run.argv
+
+
+STEP = "(PPOTrainer pid=7) INFO ppo_trainer.py:547] ✨ Global step {}: {{'policy_loss': 0.1}}"
+EVAL = (
+    "(PPOTrainer pid=7) INFO ppo_trainer.py:594] ✨ Evaluation completed in 0:00:03, eval_metrics: "
+)
+
+
+@pytest.mark.parametrize(
+    ("steps", "metrics", "completed"),
+    [
+        (2, "{'eval_pass1': 0.0, 'eval_success': 0.25}", True),
+        (2, "{'eval_pass1': 0.0}", False),  # evaluated without rewardflow's patch
+        (1, "{'eval_success': 0.25}", False),  # stopped after its first step
+    ],
+)
+def test_an_openrlhf_run_completes_with_its_last_step_and_an_eval_success(
+    steps, metrics, completed
+):
+    log = "\n".join([*(STEP.format(step) for step in range(1, steps + 1)), EVAL + metrics])
+    assert gpu_check.openrlhf_completed(log) == completed
+
+
+@pytest.mark.train
+def test_openrlhf_is_a_skip_on_cpu():
+    pytest.importorskip("torch")
+    pytest.importorskip("deepspeed")
+    command = [sys.executable, str(SCRIPT), "--device", "cpu", "--backends", "openrlhf"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"SKIP  tiny/openrlhf/zero2 +OpenRLHF's trainer needs CUDA", result.stdout)
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert [p["status"] for p in summary["paths"]] == ["SKIP", "SKIP"]  # ZeRO-2 and ZeRO-3
+    assert all("needs CUDA" in p["reason"] for p in summary["paths"])
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_an_openrlhf_path_builds_its_model_and_reports_a_failed_launch(tmp_path):
+    """With no trainer path before it, the path builds its preset's model as the trainer does;
+    without OpenRLHF (here) the launch fails, and the report names its command."""
+    pytest.importorskip("torch")
+    pytest.importorskip("deepspeed")
+    if importlib.util.find_spec("openrlhf") is not None:
+        pytest.skip("OpenRLHF is installed: its launch would not fail fast on CPU")
+    args = argparse.Namespace(timeout=600, tail=5, overrides=[])
+    result, run_dir = gpu_check.Result("tiny", "openrlhf", 2), tmp_path / "tiny-openrlhf-zero2"
+    details = gpu_check.run_openrlhf_path(args, result, run_dir, None, gpu_check.child_env("cpu"))
+    assert result.status == "FAIL" and "-m rewardflow_train.openrlhf --config" in details
+    _, flags, *_ = planned(run_dir / "openrlhf.yaml")
+    assert flags["--actor.model_name_or_path"] == str(run_dir / "tiny_model")
+    assert flags["--data.max_len"] == "512"  # sokoban_cpu.yaml's model.tiny.context_length
+    assert gpu_check.count_parameters(run_dir / "tiny_model") > 0
