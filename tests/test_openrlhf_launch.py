@@ -68,6 +68,21 @@ def test_the_plan_writes_one_row_per_task_and_points_openrlhf_at_them(tmp_path):
     assert [json.loads(line) for line in lines] == run.task_files[train]
 
 
+def test_task_index_plays_the_env_task_list_in_order(tmp_path):
+    run, _ = launcher.plan(
+        [
+            *GROUPS,
+            f"output_dir={tmp_path}",
+            "eval_tasks={count: 3, seed: 5, task_index: true, kwargs: {split: test}}",
+        ]
+    )
+    rows = run.task_files[flag(run.argv, "--eval.dataset")]
+    specs = [EpisodeSpec.from_label(row["label"]) for row in rows]
+    assert [(s.task, s.reset_options) for s in specs] == [(i, {"task": i}) for i in (5, 6, 7)]
+    train = run.task_files[flag(run.argv, "--data.prompt_dataset")]
+    assert all(EpisodeSpec.from_label(row["label"]).task is None for row in train)
+
+
 def test_flags_on_the_command_line_win_over_the_config(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(
@@ -102,6 +117,8 @@ def test_a_users_own_dataset_is_left_alone(tmp_path):
         ([*GROUPS, "eval_tasks.count=4", "eval_tasks.seed=2"], "overlap"),
         ([*GROUPS, "advantage.beta=1"], "unknown config key 'advantage.beta'"),
         (["stray"], "unexpected argument 'stray'"),
+        (["--rollout.n_samples_per_prompt", "many", "--algo.advantage.estimator", "gigpo"],
+         "takes a number"),
     ],
 )  # fmt: skip
 def test_bad_settings_are_refused_before_anything_starts(argv, message, capsys):
@@ -109,6 +126,17 @@ def test_bad_settings_are_refused_before_anything_starts(argv, message, capsys):
         launcher.plan(argv)
     assert launcher.main(argv) == 2
     assert message.split("'")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [("env.id=RF-Nope-v0", "RF-Nope-v0"), ("env.kwargs={dim_room: 3}", "dim_room")],
+)
+def test_an_env_that_cannot_be_built_stops_the_launch_before_ray(
+    setting, message, tmp_path, capsys
+):
+    assert launcher.main([*GROUPS, f"output_dir={tmp_path}", setting]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_dry_run_prints_the_openrlhf_command(tmp_path, capsys):

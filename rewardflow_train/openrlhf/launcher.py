@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardflow_envs.extras import MissingExtraError
 from rewardflow_train.config import ConfigError, parse_config
 from rewardflow_train.openrlhf.episodes import EpisodeSpec, task_rows
 
@@ -91,7 +92,7 @@ def _is_override(token: str) -> bool:
     return bool(sep) and key.split(".")[0] in names
 
 
-def _is_ours(token: str) -> bool:
+def _starts_argument(token: str) -> bool:
     return token.startswith("--") or _is_override(token)
 
 
@@ -111,7 +112,7 @@ def split_arguments(argv: list[str]) -> tuple[str | None, list[str], dict[str, A
             name, _, inline = token[2:].partition("=")
             values = [inline] if inline else []
             index += 1
-            while not inline and index < len(argv) and not _is_ours(argv[index]):
+            while not inline and index < len(argv) and not _starts_argument(argv[index]):
                 values.append(argv[index])
                 index += 1
             flags[name] = True if not values else values[0] if len(values) == 1 else values
@@ -156,12 +157,21 @@ def _tasks(config: LaunchConfig, block: TaskBlock) -> list[EpisodeSpec]:
             env=env.id,
             kwargs=kwargs,
             seed=seed,
+            task=seed if block.task_index else None,
             state_key=env.state_key,
             system_prompt=env.system_prompt,
             max_turns=env.max_turns,
-        )  # fmt: skip
+        )
         for seed in range(block.seed, block.seed + block.count)
     ]
+
+
+def _number(flags: dict[str, Any], name: str, default: float) -> float:
+    value = flags.get(name, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{name} takes a number, got {value!r}") from None
 
 
 def _check(config: LaunchConfig, flags: dict[str, Any], estimator: str | None) -> None:
@@ -179,12 +189,12 @@ def _check(config: LaunchConfig, flags: dict[str, Any], estimator: str | None) -
         raise ConfigError("eval_tasks: its seeds overlap train_tasks' seeds; move eval_tasks.seed")
     if estimator is None:
         return
-    if int(flags.get("rollout.n_samples_per_prompt", 1)) < 2:
+    if _number(flags, "rollout.n_samples_per_prompt", 1) < 2:
         raise ConfigError(
             f"--algo.advantage.estimator {estimator} compares the episodes of a group: set "
             "--rollout.n_samples_per_prompt to 2 or more"
         )
-    if float(flags.get("algo.kl.init_coef", 0.01)) > 0 and not flags.get("algo.kl.use_loss"):
+    if _number(flags, "algo.kl.init_coef", 0.01) > 0 and not flags.get("algo.kl.use_loss"):
         raise ConfigError(
             f"--algo.advantage.estimator {estimator} takes KL as a loss term, not in the reward: "
             "add --algo.kl.use_loss (or set --algo.kl.init_coef 0)"
@@ -236,6 +246,21 @@ def write_task_files(task_files: dict[str, list[dict[str, str]]]) -> None:
         os.replace(staging, path)
 
 
+def check_envs(task_files: dict[str, list[dict[str, str]]]) -> None:
+    """Build each task file's env once: a wrong id or a missing extra stops the launch here,
+    with its message, rather than inside a Ray worker."""
+    import gymnasium
+
+    from rewardflow_envs.group import make_member
+
+    for rows in task_files.values():
+        spec = EpisodeSpec.from_label(rows[0]["label"])
+        try:
+            make_member(spec.env, spec.kwargs).close()
+        except (gymnasium.error.Error, TypeError, ValueError) as error:
+            raise ConfigError(f"env {spec.env!r} with kwargs {spec.kwargs}: {error}") from None
+
+
 def start_ray(**init_kwargs) -> None:
     """Start Ray (or join the cluster in RAY_ADDRESS) with the patch in every worker."""
     import ray
@@ -277,7 +302,9 @@ def launch(run: Plan) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         run, dry_run = plan(sys.argv[1:] if argv is None else argv)
-    except ConfigError as error:
+        if not dry_run:
+            check_envs(run.task_files)
+    except (ConfigError, MissingExtraError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if dry_run:
