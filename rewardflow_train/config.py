@@ -325,6 +325,20 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
     return config
 
 
+def import_callable(spec: str, key: str):
+    """The callable that a ``"module:name"`` setting names; a ConfigError names `key`."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    try:
+        value = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ConfigError(f"{key}: cannot import {spec!r} ({error})") from None
+    if not callable(value):
+        raise ConfigError(f"{key}: {spec!r} is not callable")
+    return value
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)

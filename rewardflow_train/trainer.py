@@ -24,7 +24,7 @@ from rewardflow_train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from rewardflow_train.config import ConfigError, RunConfig
+from rewardflow_train.config import ConfigError, RunConfig, import_callable
 from rewardflow_train.distributed import (
     Dist,
     barrier,
@@ -76,7 +76,7 @@ class EnvFactory:
         self.id = env.id
         self.kwargs = dict(env.kwargs)
         self.workers = env.workers
-        self.state_key = _import_callable(env.state_key, "env.state_key") if env.state_key else None
+        self.state_key = import_callable(env.state_key, "env.state_key") if env.state_key else None
 
     def make(self, **extra):
         import gymnasium
@@ -98,17 +98,6 @@ class EnvFactory:
         return GroupEnv(
             self.id, size, state_key=self.state_key, workers=self.workers, **self.kwargs
         )
-
-
-def _import_callable(spec: str, key: str):
-    module_name, _, attribute = spec.partition(":")
-    try:
-        value = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ConfigError(f"{key}: cannot import {spec!r} ({error})") from None
-    if not callable(value):
-        raise ConfigError(f"{key}: {spec!r} is not callable")
-    return value
 
 
 def seed_everything(seed: int, rank: int) -> None:

@@ -175,6 +175,21 @@ def test_the_executor_records_each_turn_as_the_group_env_does(tokenizer):
     assert [r["scores"] for r in responses] == [1.0, 1.0, 1.0, 0.0]
 
 
+def test_a_factory_and_a_state_key_function_from_the_label(tokenizer):
+    label = EpisodeSpec(
+        factory="test_group:CorridorEnv", kwargs={"length": 4}, seed=0,
+        state_key="test_openrlhf:cell_only",
+    ).to_label()  # fmt: skip
+    response, _ = play(tokenizer, label, ["<action>right</action>"] * 4)
+    record = response[RECORD_KEY]
+    assert record.won and record.states[-1] == 3 and record.rewards[-1] == 1.0
+    assert record.states == list(range(record.states[0], 4))
+
+
+def cell_only(observation, info):
+    return info["state_key"][1]
+
+
 def test_turns_are_chat_turns_and_only_replies_are_actions(tokenizer):
     label = EpisodeSpec(env=SOKOBAN, seed=SEED, system_prompt="Be brief.").to_label()
     replies = ["<action>left</action>", INVALID, "<action>up</action>"]

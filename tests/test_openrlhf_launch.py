@@ -33,7 +33,8 @@ def test_labels_round_trip_and_name_their_task():
     [
         ("not json", "not a JSON task object"),
         ('["RF-Sokoban-v0"]', "must be a JSON object"),
-        ('{"seed": 1}', "needs an 'env' id"),
+        ('{"seed": 1}', "needs either an 'env' id"),
+        ('{"env": "RF-Sokoban-v0", "factory": "m:f", "seed": 1}', "needs either an 'env' id"),
         ('{"env": "RF-Sokoban-v0"}', "needs a 'seed' or a 'task'"),
         ('{"env": "RF-Sokoban-v0", "seed": 1, "steps": 3}', "unknown label keys"),
         ('{"env": "RF-Sokoban-v0", "seed": 1, "max_turns": 0}', "max_turns"),
@@ -42,6 +43,20 @@ def test_labels_round_trip_and_name_their_task():
 def test_a_bad_label_says_what_is_wrong(label, message):
     with pytest.raises(ValueError, match=message):
         EpisodeSpec.from_label(label)
+
+
+def test_a_factory_builds_the_env_of_every_row(tmp_path):
+    argv = [*GROUPS, f"output_dir={tmp_path}", "env.factory=test_group:CorridorEnv"]
+    run, _ = launcher.plan([*argv, "env.kwargs={length: 4}", "train_tasks.count=2"])
+    (rows,) = run.task_files.values()
+    spec = EpisodeSpec.from_label(rows[0]["label"])
+    assert (spec.env, spec.factory, spec.kwargs) == (None, "test_group:CorridorEnv", {"length": 4})
+    assert rows[0]["datasource"] == "test_group:CorridorEnv"
+    launcher.check_envs(run.task_files)  # builds it
+    with pytest.raises(ConfigError, match="env.factory: cannot import 'test_group:Nope'"):
+        launcher.check_envs(
+            launcher.plan([*argv[:-1], "env.factory=test_group:Nope"])[0].task_files
+        )
 
 
 def test_the_plan_writes_one_row_per_task_and_points_openrlhf_at_them(tmp_path):

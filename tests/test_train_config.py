@@ -1,5 +1,6 @@
 """The trainer's run configuration: typed fields, clear errors, key=value overrides."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,13 @@ def test_to_dict_round_trips_through_yaml(tmp_path):
     config = load_config(CONFIGS / "sokoban_cpu.yaml", ["optim.betas=[0.8, 0.9]"])
     dumped = write(tmp_path, yaml.safe_dump(config.to_dict()))
     assert load_config(dumped) == config
+
+
+def test_import_callable_names_the_setting_it_reads():
+    from rewardflow_train.config import import_callable
+
+    assert import_callable("os.path:join", "env.state_key") is os.path.join
+    with pytest.raises(ConfigError, match="env.state_key: cannot import 'os.path:nope'"):
+        import_callable("os.path:nope", "env.state_key")
+    with pytest.raises(ConfigError, match="env.state_key: 'os.path:sep' is not callable"):
+        import_callable("os.path:sep", "env.state_key")

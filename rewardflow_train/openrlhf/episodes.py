@@ -5,9 +5,11 @@ A prompt dataset row's ``label`` is a JSON object naming one task::
     {"env": "RF-ALFWorld-v0", "kwargs": {"split": "train"}, "seed": 17}
 
 OpenRLHF samples ``n_samples_per_prompt`` responses per row, so the N episodes of a row play the
-same task from the same start: one RewardFlow group. Optional keys: ``task`` (passed to reset as
-``options={"task": ...}``), ``state_key`` ("module:function" giving the canonical state key, as
-``GroupEnv`` takes it), ``system_prompt`` and ``max_turns``.
+same task from the same start: one RewardFlow group. Instead of ``env``, ``factory`` names a
+callable that builds the env (``"module:function"``, called with ``kwargs``), as ``GroupEnv``
+takes one. Optional keys: ``task`` (passed to reset as ``options={"task": ...}``), ``state_key``
+("module:function" giving the canonical state key, as ``GroupEnv`` takes it), ``system_prompt``
+and ``max_turns``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-LABEL_KEYS = ("env", "kwargs", "seed", "task", "state_key", "system_prompt", "max_turns")
+LABEL_KEYS = (
+    "env", "factory", "kwargs", "seed", "task", "state_key", "system_prompt", "max_turns",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class EpisodeSpec:
     """One task: which env to build, and how to reset it."""
 
-    env: str
+    env: str | None = None
+    factory: str | None = None
     kwargs: dict = field(default_factory=dict)
     seed: int | None = None
     task: Any = None
@@ -45,8 +50,12 @@ class EpisodeSpec:
         unknown = sorted(set(label) - set(LABEL_KEYS))
         if unknown:
             raise ValueError(f"unknown label keys {unknown}; known: {list(LABEL_KEYS)}")
-        if not isinstance(label.get("env"), str) or not label["env"]:
-            raise ValueError(f"the label needs an 'env' id (e.g. 'RF-Sokoban-v0'), got {label!r}")
+        builders = [key for key in ("env", "factory") if isinstance(label.get(key), str)]
+        if len(builders) != 1 or not label[builders[0]]:
+            raise ValueError(
+                "the label needs either an 'env' id (e.g. 'RF-Sokoban-v0') or a 'factory' "
+                f"('module:function'), got {label!r}"
+            )
         if label.get("seed") is None and label.get("task") is None:
             raise ValueError(
                 f"the label needs a 'seed' or a 'task' so the group shares one: {label!r}"
@@ -64,10 +73,15 @@ class EpisodeSpec:
     def reset_options(self) -> dict | None:
         return None if self.task is None else {"task": self.task}
 
+    @property
+    def name(self) -> str:
+        """The env id, or the factory that builds the env."""
+        return self.env or self.factory
+
     def describe(self) -> str:
         """A short human-readable name of the task (the dataset's prompt column)."""
         which = f"seed {self.seed}" if self.task is None else f"task {json.dumps(self.task)}"
-        return f"{self.env} {which}"
+        return f"{self.name} {which}"
 
 
 @dataclass
@@ -89,6 +103,6 @@ class EpisodeRecord:
 def task_rows(specs: Iterable[EpisodeSpec]) -> list[dict[str, str]]:
     """Prompt dataset rows for ``--data.input_key prompt --data.label_key label``."""
     return [
-        {"prompt": spec.describe(), "label": spec.to_label(), "datasource": spec.env}
+        {"prompt": spec.describe(), "label": spec.to_label(), "datasource": spec.name}
         for spec in specs
     ]

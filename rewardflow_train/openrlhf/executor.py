@@ -10,12 +10,12 @@ reward, its state key, whether its action was valid, and its token range.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from copy import deepcopy
 
 from openrlhf.utils.agent import AgentExecutorBase
 
 from rewardflow_envs.group import default_state_key, make_member
+from rewardflow_train.config import import_callable
 from rewardflow_train.openrlhf.chat import ChatTurns
 from rewardflow_train.openrlhf.episodes import EpisodeRecord, EpisodeSpec
 
@@ -23,20 +23,18 @@ from rewardflow_train.openrlhf.episodes import EpisodeRecord, EpisodeSpec
 RECORD_KEY = "rewardflow_episode"
 
 
-def _state_key_function(spec: str | None):
-    if spec is None:
-        return default_state_key
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 class RewardFlowAgentExecutor(AgentExecutorBase):
     async def execute(
         self, prompt, label, sampling_params, max_length: int, hf_tokenizer, llm_engine, images=None
     ):
         spec = EpisodeSpec.from_label(label)
-        state_key = _state_key_function(spec.state_key)
-        env = await asyncio.to_thread(make_member, spec.env, spec.kwargs)
+        state_key = (
+            import_callable(spec.state_key, "label state_key")
+            if spec.state_key
+            else default_state_key
+        )
+        build = spec.env or import_callable(spec.factory, "label factory")
+        env = await asyncio.to_thread(make_member, build, spec.kwargs)
         try:
             observation, info = await asyncio.to_thread(
                 env.reset, seed=spec.seed, options=spec.reset_options

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardflow_envs.extras import MissingExtraError
-from rewardflow_train.config import ConfigError, parse_config
+from rewardflow_train.config import ConfigError, import_callable, parse_config
 from rewardflow_train.openrlhf.episodes import EpisodeSpec, task_rows
 
 SETUP_HOOK = "rewardflow_train.openrlhf.patch.install"
@@ -32,6 +32,8 @@ AGENT_FILE = Path(__file__).with_name("agent.py")
 @dataclass
 class EnvBlock:
     id: str = "RF-Sokoban-v0"
+    # "module:function" that builds the env from kwargs (as GroupEnv takes one), instead of id
+    factory: str | None = None
     kwargs: dict = field(default_factory=dict)
     # "module:function" (observation, info) -> hashable; default: the env's info["state_key"]
     state_key: str | None = None
@@ -154,7 +156,8 @@ def _tasks(config: LaunchConfig, block: TaskBlock) -> list[EpisodeSpec]:
     kwargs = {**env.kwargs, **(block.kwargs or {})}
     return [
         EpisodeSpec(
-            env=env.id,
+            env=None if env.factory else env.id,
+            factory=env.factory,
             kwargs=kwargs,
             seed=seed,
             task=seed if block.task_index else None,
@@ -255,10 +258,11 @@ def check_envs(task_files: dict[str, list[dict[str, str]]]) -> None:
 
     for rows in task_files.values():
         spec = EpisodeSpec.from_label(rows[0]["label"])
+        build = spec.env or import_callable(spec.factory, "env.factory")
         try:
-            make_member(spec.env, spec.kwargs).close()
+            make_member(build, spec.kwargs).close()
         except (gymnasium.error.Error, TypeError, ValueError) as error:
-            raise ConfigError(f"env {spec.env!r} with kwargs {spec.kwargs}: {error}") from None
+            raise ConfigError(f"env {spec.name!r} with kwargs {spec.kwargs}: {error}") from None
 
 
 def start_ray(**init_kwargs) -> None:
