@@ -188,3 +188,80 @@ def test_missing_bm25s_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "bm25s", None)
     with pytest.raises(MissingExtraError, match=r'pip install "rewardflow\[search\]"'):
         SearchEnv(data_path=tiny_tree(tmp_path, tag="No bm25s."))
+
+
+# Search-R1's instruction (scripts/data_process/nq_search.py, make_prefix, template "base").
+SEARCH_R1_PREFIX = (
+    "Answer the given question. You must conduct reasoning inside <think> and </think> first "
+    "every time you get new information. After reasoning, if you find you lack some knowledge, "
+    "you can call a search engine by <search> query </search> and it will return the top "
+    "searched results between <information> and </information>. You can search as many times "
+    "as your want. If you find no further external knowledge needed, you can directly provide "
+    "the answer inside <answer> and </answer>, without detailed illustrations. For example, "
+    "<answer> Beijing </answer>. Question: "
+)
+
+
+def search_r1_row(source: str, index: int, question: str, answers: list[str], flashrag=True):
+    """One row as Search-R1's data scripts write it (FlashRAG's columns kept, or dropped)."""
+    row = {
+        "data_source": source,
+        "prompt": [{"role": "user", "content": SEARCH_R1_PREFIX + question + "\n"}],
+        "ability": "fact-reasoning",
+        "reward_model": {"style": "rule", "ground_truth": {"target": answers}},
+        "extra_info": {"split": "test", "index": index},
+    }
+    if flashrag:
+        row.update(id=f"test_{index}", question=question, golden_answers=answers)
+    return row
+
+
+def write_parquet(path: Path, rows: list[dict]) -> None:
+    pyarrow = pytest.importorskip("pyarrow")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    parquet.write_table(pyarrow.Table.from_pylist(rows), path)
+
+
+@needs_bm25s
+def test_search_r1_parquet_files_are_read_in_their_schema(tmp_path):
+    tiny_tree(tmp_path)
+    (tmp_path / "test.jsonl").unlink()  # a folder with the parquet file only
+    write_parquet(
+        tmp_path / "test.parquet",
+        [
+            search_r1_row("nq", 0, "where is the eiffel tower?", ["Paris"]),
+            search_r1_row("hotpotqa", 0, "capital of germany?", ["Berlin", "Berlin city"]),
+            search_r1_row("bamboogle", 0, "capital of france?", ["Paris"], flashrag=False),
+        ],
+    )
+    env = SearchEnv(data_path=tmp_path, split="test")
+    # FlashRAG's ids repeat across its datasets: Search-R1's merged files need the source too.
+    assert [q.id for q in env.questions] == ["nq/test_0", "hotpotqa/test_0", "test_2"]
+    assert [q.question for q in env.questions][2] == "capital of france?"  # from the prompt
+    assert env.questions[1].golden_answers == ("Berlin", "Berlin city")
+    _, info = env.reset(options={"task": "hotpotqa/test_0"})
+    assert info["task_type"] == "hotpotqa"
+    _, reward, terminated, _, info = env.step("<answer>berlin city</answer>")
+    assert (reward, terminated, info["won"]) == (1.0, True, True)
+    assert SearchEnv(data_path=tmp_path, split="test").dataset.available_splits() == [
+        "test",
+        "train",
+    ]
+
+
+def test_flashrag_jsonl_records_keep_their_ids_and_ignore_metadata(tmp_path):
+    tiny_tree(tmp_path)
+    write_jsonl(
+        tmp_path / "dev.jsonl",
+        [{"id": "dev_0", "question": "capital of france?", "golden_answers": ["Paris"],
+          "metadata": {"type": "comparison", "level": "hard"}}],
+    )  # fmt: skip
+    (question,) = load_dataset(tmp_path).questions("dev")
+    assert (question.id, question.golden_answers, question.task_type) == ("dev_0", ("Paris",), "qa")
+
+
+def test_one_question_file_per_split(tmp_path):
+    tiny_tree(tmp_path)
+    write_parquet(tmp_path / "test.parquet", [search_r1_row("nq", 0, "q?", ["a"])])
+    with pytest.raises(ValueError, match="both test.jsonl and test.parquet"):
+        load_dataset(tmp_path).questions("test")

@@ -135,6 +135,12 @@ def test_exact_match_against_any_gold():
     assert not exact_match("", ["Poteim"])
 
 
+def test_a_gold_answer_that_normalises_to_nothing_matches_nothing():
+    for prediction in ("a", "the", "", "..."):
+        assert not exact_match(prediction, ["The", "A."])
+    assert exact_match("Poteim", ["The", "Poteim"])
+
+
 @pytest.mark.parametrize(
     ("response", "reason"),
     [

@@ -17,6 +17,11 @@ def normalize_answer(text: str) -> str:
 
 
 def exact_match(prediction: str, golden_answers: Iterable[str]) -> bool:
-    """Whether `prediction` equals any golden answer after normalisation."""
+    """Whether `prediction` equals any golden answer after normalisation.
+
+    A golden answer that normalises to nothing (e.g. "The") matches no prediction: Search-R1's
+    `em_check` would let the answer "a" match it.
+    """
     normalized = normalize_answer(prediction)
-    return any(normalized == normalize_answer(answer) for answer in golden_answers)
+    golden = (normalize_answer(answer) for answer in golden_answers)
+    return any(answer and normalized == answer for answer in golden)

@@ -1,9 +1,15 @@
 """Corpus and question files in the Search-R1 layout, and where to find them.
 
 A data directory holds ``corpus.jsonl`` (one passage a line: ``{"id", "contents"}``, the title
-on the first line of ``contents``, optionally in double quotes) and one question file per split,
-``<split>.jsonl`` (``{"question", "golden_answers"}`` plus optional ``id``, ``data_source``,
-``supporting_ids`` and ``bridge``). The embedded default data uses the same layout.
+on the first line of ``contents``, optionally in double quotes) and one question file per split:
+
+- ``<split>.jsonl``, FlashRAG's layout: ``{"question", "golden_answers"}`` plus optional ``id``,
+  ``data_source``, ``supporting_ids`` and ``bridge`` (other fields, such as FlashRAG's
+  ``metadata``, are ignored). The embedded default data uses it.
+- ``<split>.parquet``, the files Search-R1's data scripts write: ``data_source``, ``prompt`` (a
+  chat whose user turn ends with ``Question: ...``), ``reward_model.ground_truth.target`` (the
+  gold answers), ``extra_info``, and FlashRAG's own columns where the script kept them. Needs
+  pyarrow (the ``search`` extra).
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardflow_envs.extras import require
+
 DATA_ENV_VAR = "RF_SEARCH_DATA"
 CORPUS_FILE = "corpus.jsonl"
+QUESTION_SUFFIXES = (".jsonl", ".parquet")
 EMBEDDED_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "search"
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -104,9 +113,43 @@ def _golden_answers(record: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(answers)
 
 
-def _load_questions(path: Path, split: str, passage_ids: frozenset[str]) -> tuple[Question, ...]:
+def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Search-R1's parquet rows as FlashRAG records (row numbers from 1, as lines are)."""
+    parquet = require("pyarrow.parquet", "search")
+    for number, row in enumerate(parquet.read_table(path).to_pylist(), start=1):
+        record = dict(row)
+        target = ((row.get("reward_model") or {}).get("ground_truth") or {}).get("target")
+        if target is not None:
+            record["golden_answers"] = list(target)
+        if not isinstance(row.get("question"), str):
+            record["question"] = _question_in_prompt(row.get("prompt"))
+        source, identifier = row.get("data_source"), record.pop("id", None)
+        if identifier is not None:
+            # FlashRAG ids repeat across datasets ("test_0" in nq and in hotpotqa); Search-R1's
+            # merged files hold several.
+            record["id"] = f"{source}/{identifier}" if source else identifier
+        yield number, record
+
+
+def _question_in_prompt(prompt: Any) -> str | None:
+    """The question at the end of Search-R1's instruction (``... Question: {question}\n``)."""
+    if not isinstance(prompt, list):
+        return None
+    users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+    if not users or not isinstance(users[-1], str):
+        return None
+    _, marker, question = users[-1].rpartition("Question: ")
+    return question.strip() if marker else users[-1].strip()
+
+
+def _load_questions(
+    records: Iterator[tuple[int, dict[str, Any]]],
+    path: Path,
+    split: str,
+    passage_ids: frozenset[str],
+) -> tuple[Question, ...]:
     questions, seen = [], set()
-    for number, record in _json_lines(path):
+    for number, record in records:
         where = f"{path}:{number}"
         question_id = str(record.get("id", f"{split}_{number - 1}"))
         if question_id in seen:
@@ -166,19 +209,32 @@ class SearchDataset:
         return digest.hexdigest()
 
     def available_splits(self) -> list[str]:
-        paths = self.directory.glob("*.jsonl")
-        return sorted(path.stem for path in paths if path.name != CORPUS_FILE)
+        paths = [*self.directory.glob("*.jsonl"), *self.directory.glob("*.parquet")]
+        return sorted({path.stem for path in paths if path.name != CORPUS_FILE})
 
     def questions(self, split: str) -> tuple[Question, ...]:
         if split not in self._splits:
-            path = self.directory / f"{split}.jsonl"
-            if not _SPLIT_NAME.fullmatch(split) or split == "corpus" or not path.is_file():
-                raise FileNotFoundError(
-                    f"search data directory {self.directory} has no {split}.jsonl for split "
-                    f"{split!r} (splits there: {self.available_splits() or 'none'})"
-                )
-            self._splits[split] = _load_questions(path, split, self.passage_ids)
+            self._splits[split] = self._read_split(split)
         return self._splits[split]
+
+    def _read_split(self, split: str) -> tuple[Question, ...]:
+        valid_name = _SPLIT_NAME.fullmatch(split) and split != "corpus"
+        files = [self.directory / f"{split}{suffix}" for suffix in QUESTION_SUFFIXES]
+        found = [path for path in files if valid_name and path.is_file()]
+        if not found:
+            raise FileNotFoundError(
+                f"search data directory {self.directory} has no {split}.jsonl or "
+                f"{split}.parquet for split {split!r} (splits there: "
+                f"{self.available_splits() or 'none'})"
+            )
+        if len(found) > 1:
+            raise ValueError(
+                f"search data directory {self.directory} has both {found[0].name} and "
+                f"{found[1].name}: keep one question file per split"
+            )
+        (path,) = found
+        rows = _parquet_rows(path) if path.suffix == ".parquet" else _json_lines(path)
+        return _load_questions(rows, path, split, self.passage_ids)
 
 
 def load_dataset(directory: Path) -> SearchDataset:
