@@ -1,9 +1,10 @@
-"""The `rewardflow` command: list the environments and play one in the terminal."""
+"""The `rewardflow` command: list the environments, play one in the terminal, serve retrieval."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import gymnasium
@@ -61,6 +62,26 @@ def play(env_id: str, seed: int | None, tag: str | None, stdin: TextIO, out: Tex
     return 0
 
 
+def serve_retriever(args: argparse.Namespace, out: TextIO) -> int:
+    """RF-Search-v0's corpus behind Search-R1's retrieval protocol (see envs/search/server.py)."""
+    from rewardflow_envs.envs.search.dataset import load_dataset, resolve_data_dir
+    from rewardflow_envs.envs.search.retriever import bm25_retriever
+    from rewardflow_envs.envs.search.server import Limits, create_app, serve
+
+    try:
+        dataset = load_dataset(resolve_data_dir(args.data_path))
+        backend = bm25_retriever(dataset, args.cache_dir)
+        app = create_app(dataset.passages, backend, "bm25", Limits(topk=args.topk))
+    except (FileNotFoundError, ValueError, MissingExtraError) as error:
+        out.write(f"error: {error}\n")
+        return 2
+    passages = len(dataset.passages)
+    out.write(f"serving {passages} passages (bm25) at http://{args.host}:{args.port}/retrieve\n")
+    out.flush()
+    serve(app, args.host, args.port)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rewardflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -73,7 +94,25 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="wrap each typed line that has no tag in <TAG>...</TAG> (e.g. --tag action)",
     )
+    serve_parser = commands.add_parser(
+        "serve-retriever", help="serve RF-Search-v0's corpus over Search-R1's /retrieve protocol"
+    )
+    serve_parser.add_argument(
+        "--data-path", default=None, help="a data directory with corpus.jsonl (default: embedded)"
+    )
+    serve_parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument(
+        "--topk", type=int, default=3, help="passages when a request names none"
+    )
+    serve_parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="keep the BM25 index on disk here"
+    )
     args = parser.parse_args(argv)
+    if args.command == "serve-retriever":
+        return serve_retriever(args, sys.stdout)
     import rewardflow_envs  # noqa: F401  (registers the ids)
 
     if args.command == "envs":

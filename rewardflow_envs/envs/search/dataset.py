@@ -38,11 +38,12 @@ class Passage:
     id: str
     title: str
     text: str
+    contents: str  # as the corpus file has it: what a retrieval server sends back
 
     @classmethod
     def from_contents(cls, passage_id: str, contents: str) -> Passage:
         title, _, text = contents.partition("\n")
-        return cls(id=passage_id, title=title.strip().strip('"'), text=text.strip())
+        return cls(passage_id, title.strip().strip('"'), text.strip(), contents)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,11 @@ class BM25Retriever:
 
     def search(self, query: str, k: int) -> list[int]:
         """Corpus positions of the best `k` passages with a positive score, best first."""
+        return [position for position, _ in self.scored_search(query, k)]
+
+    def scored_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(corpus position, BM25 score) of the best `k` passages with a positive score, best
+        first; ties go to the earlier passage."""
         batch = self._bm25s.tokenize(
             query, stopwords=STOPWORDS, return_ids=False, show_progress=False
         )
@@ -61,8 +66,8 @@ class BM25Retriever:
             # Keep everything tied with the k-th best, then order by score and corpus position.
             kth_best = np.partition(scores[hits], hits.size - k)[hits.size - k]
             hits = hits[scores[hits] >= kth_best]
-        order = np.lexsort((hits, -scores[hits]))
-        return hits[order[:k]].tolist()
+        best = hits[np.lexsort((hits, -scores[hits]))[:k]]
+        return [(int(position), float(scores[position])) for position in best]
 
 
 _RETRIEVERS: dict[str, BM25Retriever] = {}

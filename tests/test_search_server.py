@@ -1,0 +1,160 @@
+"""The retrieval server over loopback: Search-R1's and verl-agent's clients as they are written,
+concurrent clients, bounded and malformed requests, and the command that starts it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("bm25s")
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+requests = pytest.importorskip("requests")
+
+from ranks import free_port  # noqa: E402
+
+from rewardflow_envs import cli  # noqa: E402
+from rewardflow_envs.envs.search import server  # noqa: E402
+from rewardflow_envs.envs.search.dataset import EMBEDDED_DATA_DIR, load_dataset  # noqa: E402
+from rewardflow_envs.envs.search.retriever import bm25_retriever  # noqa: E402
+from rewardflow_envs.envs.search.server import Limits, create_app  # noqa: E402
+
+QUERIES = ["Quidron compass", "Elin Brudrom", "capital of Metrasak", "zzzz no such words"]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    dataset = load_dataset(EMBEDDED_DATA_DIR)
+    return dataset.passages, bm25_retriever(dataset)
+
+
+@pytest.fixture(scope="module")
+def url(corpus):
+    passages, backend = corpus
+    app = create_app(passages, backend, "bm25", Limits(max_topk=20, max_queries=8))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{server.config.port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def search_r1_batch_search(search_url, queries, topk):
+    """Search-R1's client (search_r1/llm_agent/generation.py, _batch_search and
+    _passages2string), as written there."""
+    payload = {"queries": queries, "topk": topk, "return_scores": True}
+    results = requests.post(search_url, json=payload).json()["result"]
+
+    def passages2string(retrieval_result):
+        format_reference = ""
+        for idx, doc_item in enumerate(retrieval_result):
+            content = doc_item["document"]["contents"]
+            title = content.split("\n")[0]
+            text = "\n".join(content.split("\n")[1:])
+            format_reference += f"Doc {idx + 1}(Title: {title}) {text}\n"
+        return format_reference
+
+    return [passages2string(result) for result in results]
+
+
+def test_search_r1_client_gets_the_passages_bm25_ranks_here(url, corpus):
+    passages, backend = corpus
+    texts = search_r1_batch_search(f"{url}/retrieve", QUERIES, 3)
+    for query, text in zip(QUERIES, texts, strict=True):
+        expected = "".join(
+            f"Doc {rank}(Title: {passages[p].contents.split(chr(10))[0]}) {passages[p].text}\n"
+            for rank, p in enumerate(backend.search(query, 3), start=1)
+        )
+        assert text == expected
+    # The corpus quotes its titles, and Search-R1 shows them as they are.
+    assert texts[0].startswith('Doc 1(Title: "Quidron compass") The Quidron compass is')
+    assert texts[-1] == ""  # nothing matches: an empty list, not an error
+
+
+def test_scores_ids_and_the_default_topk(url, corpus):
+    passages, backend = corpus
+    reply = requests.post(f"{url}/retrieve", json={"queries": ["Elin Brudrom"]}).json()
+    (documents,) = reply["result"]
+    expected = backend.scored_search("Elin Brudrom", 3)
+    assert documents == [
+        {"id": passages[p].id, "contents": passages[p].contents} for p, _ in expected
+    ]
+    scored = requests.post(
+        f"{url}/retrieve", json={"queries": ["Elin Brudrom"], "topk": 0, "return_scores": True}
+    ).json()["result"][0]
+    assert [d["score"] for d in scored] == pytest.approx([score for _, score in expected])
+    assert [d["document"] for d in scored] == documents
+
+
+def test_verl_agent_single_query_form(url):
+    payload = {"query": "Quidron compass", "topk": 2, "return_scores": True}
+    reply = requests.post(f"{url}/retrieve", json=payload).json()
+    assert len(reply["result"]) == 1 and len(reply["result"][0]) <= 2
+    assert reply["result"][0][0]["document"]["contents"].startswith('"Quidron compass"\n')
+
+
+def test_concurrent_clients_get_what_one_client_gets(url):
+    expected = search_r1_batch_search(f"{url}/retrieve", QUERIES, 3)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(
+            pool.map(lambda _: search_r1_batch_search(f"{url}/retrieve", QUERIES, 3), range(32))
+        )
+    assert all(reply == expected for reply in replies)
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ("{not json", 422, "JSON decode error"),
+        (json.dumps({"queries": "one string"}), 422, "list"),
+        (json.dumps({"queries": ["a"], "query": "b"}), 422, "either 'queries'"),
+        (json.dumps({}), 422, "either 'queries'"),
+        (json.dumps({"queries": ["a"], "topk": 21}), 422, "topk must be between 1 and 20"),
+        (json.dumps({"queries": ["a"], "topk": -1}), 422, "topk must be between 1 and 20"),
+        (json.dumps({"queries": ["a"] * 9}), 422, "at most 8 a request"),
+        (json.dumps({"queries": ["a" * 5000]}), 422, "over 4096 characters"),
+        (json.dumps({"queries": ["a"], "top_k": 3}), 422, "top_k"),
+        (json.dumps({"queries": ["x" * 1000] * 5000}), 413, "body is over"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_message(url, body, status, message):
+    reply = requests.post(
+        f"{url}/retrieve", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert reply.status_code == status
+    assert message in json.dumps(reply.json()["detail"])
+
+
+def test_a_body_of_unknown_length_is_refused(url):
+    chunks = iter([b'{"queries": ', b'["a"]}'])  # chunked: no Content-Length to check
+    reply = requests.post(f"{url}/retrieve", data=chunks)
+    assert reply.status_code == 411 and "Content-Length" in reply.json()["detail"]
+
+
+def test_health(url, corpus):
+    reply = requests.get(f"{url}/health").json()
+    assert reply == {"status": "ok", "backend": "bm25", "passages": len(corpus[0]), "topk": 3}
+
+
+def test_the_command_binds_loopback_unless_told_and_names_a_missing_corpus(
+    tmp_path, capsys, monkeypatch
+):
+    assert cli.main(["serve-retriever", "--data-path", str(tmp_path / "nowhere")]) == 2
+    assert str(tmp_path / "nowhere") in capsys.readouterr().out
+    binds = []
+    monkeypatch.setattr(server, "serve", lambda app, host, port: binds.append((host, port)))
+    assert cli.main(["serve-retriever", "--port", "8123"]) == 0
+    assert cli.main(["serve-retriever", "--host", "0.0.0.0", "--port", "8124"]) == 0
+    assert binds == [("127.0.0.1", 8123), ("0.0.0.0", 8124)]
+    assert "at http://127.0.0.1:8123/retrieve" in capsys.readouterr().out
