@@ -166,12 +166,12 @@ def test_index_is_built_once_and_saved_in_the_cache_dir(tmp_path):
     data = tiny_tree(tmp_path / "data", tag="Cache test.")
     cache = tmp_path / "cache"
     env = SearchEnv(data_path=data, cache_dir=cache)
-    assert SearchEnv(data_path=data, split="test").retriever is env.retriever
+    assert SearchEnv(data_path=data, split="test").retriever.index is env.retriever.index
     (index_dir,) = cache.iterdir()
     assert index_dir.name == f"{INDEX_VERSION}-{env.dataset.fingerprint}"
     reloaded = BM25Retriever.load(index_dir)
     for query in ("capital of germany", "tower in paris", "France", "nothing matches zzq"):
-        assert reloaded.search(query, 2) == env.retriever.search(query, 2)
+        assert reloaded.search(query, 2) == env.retriever.index.search(query, 2)
 
 
 @needs_bm25s
@@ -181,7 +181,7 @@ def test_ties_go_to_the_earlier_passage(tmp_path):
         [{"id": f"d{i}", "contents": f"T{i}\nsame words here"} for i in range(6)],
     )
     write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "golden_answers": ["a"]}])
-    assert SearchEnv(data_path=tmp_path).retriever.search("same words", 3) == [0, 1, 2]
+    assert SearchEnv(data_path=tmp_path).retriever.index.search("same words", 3) == [0, 1, 2]
 
 
 def test_missing_bm25s_names_the_extra(tmp_path, monkeypatch):

@@ -158,3 +158,78 @@ def test_the_command_binds_loopback_unless_told_and_names_a_missing_corpus(
     assert cli.main(["serve-retriever", "--host", "0.0.0.0", "--port", "8124"]) == 0
     assert binds == [("127.0.0.1", 8123), ("0.0.0.0", 8124)]
     assert "at http://127.0.0.1:8123/retrieve" in capsys.readouterr().out
+
+
+def play_expert(env, seeds):
+    """Every observation, reward, end and info of expert episodes on `seeds`."""
+    trace = []
+    for seed in seeds:
+        observation, info = env.reset(seed=seed)
+        trace.append((observation, info))
+        while True:
+            step = env.step(info["expert_action"])
+            trace.append(step)
+            observation, _, terminated, truncated, info = step
+            if terminated or truncated:
+                break
+    return trace
+
+
+def test_the_env_over_http_plays_as_it_does_in_process(url, tmp_path):
+    from rewardflow_envs.envs.search import SearchEnv
+
+    local = SearchEnv(split="test", expert=True)
+    # A data directory with the questions only: the corpus stays on the server.
+    (tmp_path / "test.jsonl").write_bytes((EMBEDDED_DATA_DIR / "test.jsonl").read_bytes())
+    remote = SearchEnv(
+        split="test", expert=True, data_path=tmp_path, retriever_url=f"{url}/retrieve"
+    )
+    seeds = range(40)
+    assert play_expert(remote, seeds) == play_expert(local, seeds)
+
+
+def search_env(url, **kwargs):
+    from rewardflow_envs.envs.search import SearchEnv
+
+    env = SearchEnv(retriever_url=url, **kwargs)
+    env.reset(seed=0)
+    return env
+
+
+def test_a_dead_server_is_named_after_bounded_retries():
+    from rewardflow_envs.envs.search.remote import RetrieverError
+
+    dead = f"http://127.0.0.1:{free_port()}/retrieve"
+    env = search_env(dead, retriever_timeout=0.5, retriever_retries=2)
+    env.unwrapped.retriever.backoff = 0.05
+    start = time.monotonic()
+    with pytest.raises(RetrieverError, match=f"at {dead} did not answer in 3 tries"):
+        env.step("<search>Quidron compass</search>")
+    assert time.monotonic() - start < 5
+
+
+def test_a_server_that_never_answers_times_out_and_is_named():
+    import socket
+
+    from rewardflow_envs.envs.search.remote import RetrieverError
+
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        silent = f"http://127.0.0.1:{listener.getsockname()[1]}/retrieve"
+        env = search_env(silent, retriever_timeout=0.3, retriever_retries=1)
+        env.unwrapped.retriever.backoff = 0.05
+        start = time.monotonic()
+        with pytest.raises(RetrieverError, match=f"at {silent} did not answer in 2 tries of 0.3 s"):
+            env.step("<search>Quidron compass</search>")
+        assert time.monotonic() - start < 5
+
+
+def test_a_refused_request_is_reported_at_once_with_the_servers_reason(url):
+    from rewardflow_envs.envs.search.remote import RetrieverError
+
+    env = search_env(f"{url}/retrieve", top_k=50)  # the test server allows at most 20
+    with pytest.raises(RetrieverError, match=r"refused the request \(HTTP 422\).*between 1 and 20"):
+        env.step("<search>Quidron compass</search>")
+    with pytest.raises(ValueError, match="retriever_url must be an http"):
+        search_env("localhost:8000/retrieve")

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,7 @@ def _load_questions(
     records: Iterator[tuple[int, dict[str, Any]]],
     path: Path,
     split: str,
-    passage_ids: frozenset[str],
+    passage_ids: Callable[[], frozenset[str] | None],
 ) -> tuple[Question, ...]:
     questions, seen = [], set()
     for number, record in records:
@@ -157,7 +157,8 @@ def _load_questions(
             raise ValueError(f"{where}: duplicate question id {question_id!r}")
         seen.add(question_id)
         supporting = tuple(str(item) for item in record.get("supporting_ids", ()))
-        unknown = [item for item in supporting if item not in passage_ids]
+        known = passage_ids() if supporting else None
+        unknown = [item for item in supporting if known is not None and item not in known]
         if unknown:
             raise ValueError(f"{where}: supporting_ids {unknown} are not in the corpus")
         bridge = record.get("bridge")
@@ -178,10 +179,10 @@ def _load_questions(
 
 @dataclass
 class SearchDataset:
-    """One data directory: its corpus, and its question splits read when first asked for."""
+    """One data directory: its corpus and question splits, each read when first asked for (a
+    retrieval server may hold the corpus: then this machine never reads it)."""
 
     directory: Path
-    passages: tuple[Passage, ...]
     _splits: dict[str, tuple[Question, ...]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -191,10 +192,14 @@ class SearchDataset:
                 f"search data directory {directory} does not exist (it needs {CORPUS_FILE} "
                 f"and <split>.jsonl question files; set data_path or ${DATA_ENV_VAR})"
             )
-        corpus_path = directory / CORPUS_FILE
+        return cls(directory=directory)
+
+    @functools.cached_property
+    def passages(self) -> tuple[Passage, ...]:
+        corpus_path = self.directory / CORPUS_FILE
         if not corpus_path.is_file():
-            raise FileNotFoundError(f"search data directory {directory} has no {CORPUS_FILE}")
-        return cls(directory=directory, passages=_load_corpus(corpus_path))
+            raise FileNotFoundError(f"search data directory {self.directory} has no {CORPUS_FILE}")
+        return _load_corpus(corpus_path)
 
     @functools.cached_property
     def passage_ids(self) -> frozenset[str]:
@@ -235,7 +240,12 @@ class SearchDataset:
             )
         (path,) = found
         rows = _parquet_rows(path) if path.suffix == ".parquet" else _json_lines(path)
-        return _load_questions(rows, path, split, self.passage_ids)
+        return _load_questions(rows, path, split, self._known_passage_ids)
+
+    def _known_passage_ids(self) -> frozenset[str] | None:
+        """The corpus ids to check supporting_ids against; None when the corpus is elsewhere
+        (on a retrieval server)."""
+        return self.passage_ids if (self.directory / CORPUS_FILE).is_file() else None
 
 
 def load_dataset(directory: Path) -> SearchDataset:

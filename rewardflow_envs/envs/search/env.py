@@ -18,7 +18,8 @@ from rewardflow_envs.envs.search.dataset import (
 )
 from rewardflow_envs.envs.search.expert import expert_response
 from rewardflow_envs.envs.search.parser import Answer, Search, parse_response
-from rewardflow_envs.envs.search.retriever import CACHE_ENV_VAR, bm25_retriever
+from rewardflow_envs.envs.search.remote import CorpusSearch, RemoteSearch
+from rewardflow_envs.envs.search.retriever import CACHE_ENV_VAR
 from rewardflow_envs.text import ACTION_MAX_LENGTH, OBSERVATION_MAX_LENGTH, text_space
 
 INSTRUCTIONS = """\
@@ -50,6 +51,10 @@ class SearchEnv(gymnasium.Env[str, str]):
     turns, after which an unanswered episode is truncated. The state key is the question id and
     the sorted ids of the passages retrieved so far; after an answer it is the question id, the
     normalised answer and whether it was right.
+
+    Searches run on the data directory's corpus in this process, or, with `retriever_url`, on
+    any server that speaks Search-R1's retrieval protocol (e.g. ``rewardflow serve-retriever``);
+    the corpus file is then not read here.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -65,6 +70,9 @@ class SearchEnv(gymnasium.Env[str, str]):
         invalid_action_reward: float = 0.0,
         expert: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
+        retriever_url: str | None = None,
+        retriever_timeout: float = 10.0,
+        retriever_retries: int = 3,
         render_mode: str | None = None,
     ) -> None:
         if render_mode not in (None, "ansi"):
@@ -82,14 +90,17 @@ class SearchEnv(gymnasium.Env[str, str]):
         self.expert = bool(expert)
         self.split = split
         self.dataset = load_dataset(resolve_data_dir(data_path))
+        if retriever_url is not None:
+            self.retriever = RemoteSearch(retriever_url, retriever_timeout, retriever_retries)
+        else:
+            cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV_VAR)
+            self.retriever = CorpusSearch(self.dataset, Path(cache_dir) if cache_dir else None)
         self.questions = self.dataset.questions(split)
         self._question_index = {question.id: index for index, question in enumerate(self.questions)}
-        cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV_VAR)
-        self.retriever = bm25_retriever(self.dataset, Path(cache_dir) if cache_dir else None)
         self.observation_space = text_space(OBSERVATION_MAX_LENGTH)
         self.action_space = text_space(ACTION_MAX_LENGTH)
         self._question: Question | None = None
-        self._retrieved: list[int] = []  # corpus positions, in the order they were found
+        self._retrieved: list[Passage] = []  # in the order they were found
         self._queries: list[str] = []
         self._final_answer: tuple[str, bool] | None = None  # (normalised answer, correct)
         self._feedback = ""
@@ -141,7 +152,8 @@ class SearchEnv(gymnasium.Env[str, str]):
     def _search(self, query: str) -> None:
         self._queries.append(query)
         found = self.retriever.search(query, self.top_k)
-        new = [position for position in found if position not in self._retrieved]
+        seen = {passage.id for passage in self._retrieved}
+        new = [passage for passage in found if passage.id not in seen]
         self._retrieved.extend(new)
         self._feedback = (
             f"Your search {self._quote(query)} found {len(found)} passage(s), {len(new)} new."
@@ -151,15 +163,16 @@ class SearchEnv(gymnasium.Env[str, str]):
 
     @property
     def retrieved_passages(self) -> list[Passage]:
-        return [self.dataset.passages[position] for position in self._retrieved]
+        return list(self._retrieved)
 
     def state_key(self) -> tuple:
         assert self._question is not None
         if self._final_answer is not None:
             answer, won = self._final_answer
             return (self._question.id, "answered", answer, won)
-        ids = tuple(self.dataset.passages[p].id for p in sorted(self._retrieved))
-        return (self._question.id, ids)
+        # Numeric ids (most corpora's) sort as numbers: shorter first, then by their digits.
+        ids = sorted((passage.id for passage in self._retrieved), key=lambda i: (len(i), i))
+        return (self._question.id, tuple(ids))
 
     def _turns_left(self) -> int | None:
         return None if self.max_turns is None else self.max_turns - self._turns
