@@ -56,6 +56,8 @@ class Question:
     # them where a dataset has them.
     supporting_ids: tuple[str, ...] = ()
     bridge: str | None = None
+    # The prompt a Search-R1 parquet file gives the question (its instruction and the question).
+    prompt: str | None = None
 
 
 def resolve_data_dir(data_path: str | os.PathLike[str] | None) -> Path:
@@ -122,8 +124,9 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         target = ((row.get("reward_model") or {}).get("ground_truth") or {}).get("target")
         if target is not None:
             record["golden_answers"] = list(target)
+        record["prompt"] = _user_turn(row.get("prompt"))
         if not isinstance(row.get("question"), str):
-            record["question"] = _question_in_prompt(row.get("prompt"))
+            record["question"] = _question_in_prompt(record["prompt"])
         source, identifier = row.get("data_source"), record.pop("id", None)
         if identifier is not None:
             # FlashRAG ids repeat across datasets ("test_0" in nq and in hotpotqa); Search-R1's
@@ -132,15 +135,20 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, record
 
 
-def _question_in_prompt(prompt: Any) -> str | None:
-    """The question at the end of Search-R1's instruction (``... Question: {question}\n``)."""
+def _user_turn(prompt: Any) -> str | None:
+    """The text of the last user message of a chat."""
     if not isinstance(prompt, list):
         return None
     users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-    if not users or not isinstance(users[-1], str):
+    return users[-1] if users and isinstance(users[-1], str) else None
+
+
+def _question_in_prompt(prompt: str | None) -> str | None:
+    """The question at the end of Search-R1's instruction (``... Question: {question}\n``)."""
+    if prompt is None:
         return None
-    _, marker, question = users[-1].rpartition("Question: ")
-    return question.strip() if marker else users[-1].strip()
+    _, marker, question = prompt.rpartition("Question: ")
+    return question.strip() if marker else prompt.strip()
 
 
 def _load_questions(
@@ -170,6 +178,7 @@ def _load_questions(
                 task_type=str(record.get("data_source", "qa")),
                 supporting_ids=supporting,
                 bridge=bridge if isinstance(bridge, str) and bridge.strip() else None,
+                prompt=record.get("prompt") if isinstance(record.get("prompt"), str) else None,
             )
         )
     if not questions:
@@ -223,7 +232,8 @@ class SearchDataset:
             self._splits[split] = self._read_split(split)
         return self._splits[split]
 
-    def _read_split(self, split: str) -> tuple[Question, ...]:
+    def question_file(self, split: str) -> Path:
+        """The split's question file, ``<split>.jsonl`` or ``<split>.parquet``."""
         valid_name = _SPLIT_NAME.fullmatch(split) and split != "corpus"
         files = [self.directory / f"{split}{suffix}" for suffix in QUESTION_SUFFIXES]
         found = [path for path in files if valid_name and path.is_file()]
@@ -238,7 +248,10 @@ class SearchDataset:
                 f"search data directory {self.directory} has both {found[0].name} and "
                 f"{found[1].name}: keep one question file per split"
             )
-        (path,) = found
+        return found[0]
+
+    def _read_split(self, split: str) -> tuple[Question, ...]:
+        path = self.question_file(split)
         rows = _parquet_rows(path) if path.suffix == ".parquet" else _json_lines(path)
         return _load_questions(rows, path, split, self._known_passage_ids)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import gymnasium
 
+import rewardflow_envs.envs.search.search_r1 as search_r1
 from rewardflow_envs.envs.search.answers import exact_match, normalize_answer
 from rewardflow_envs.envs.search.dataset import (
     Passage,
@@ -17,7 +18,7 @@ from rewardflow_envs.envs.search.dataset import (
     resolve_data_dir,
 )
 from rewardflow_envs.envs.search.expert import expert_response
-from rewardflow_envs.envs.search.parser import Answer, Search, parse_response
+from rewardflow_envs.envs.search.parser import Answer, Search, Unreadable, parse_response
 from rewardflow_envs.envs.search.remote import CorpusSearch, RemoteSearch
 from rewardflow_envs.envs.search.retriever import CACHE_ENV_VAR
 from rewardflow_envs.text import ACTION_MAX_LENGTH, OBSERVATION_MAX_LENGTH, text_space
@@ -34,6 +35,7 @@ with both actions, with an action twice or with an empty one is not read and the
 # Characters outside the Text space's charset (control characters, surrogates, astral planes).
 _OUTSIDE_CHARSET = re.compile("[^\t\n\x20-\ud7ff\ue000-\uffff]")
 _QUOTED_QUERY_LENGTH = 120
+FORMATS = ("rewardflow", "search-r1")
 
 
 def _fit_text_space(text: str) -> str:
@@ -73,6 +75,7 @@ class SearchEnv(gymnasium.Env[str, str]):
         retriever_url: str | None = None,
         retriever_timeout: float = 10.0,
         retriever_retries: int = 3,
+        format: str | None = None,
         render_mode: str | None = None,
     ) -> None:
         if render_mode not in (None, "ansi"):
@@ -96,6 +99,12 @@ class SearchEnv(gymnasium.Env[str, str]):
             cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV_VAR)
             self.retriever = CorpusSearch(self.dataset, Path(cache_dir) if cache_dir else None)
         self.questions = self.dataset.questions(split)
+        if format is None:  # Search-R1's own data is played as Search-R1 plays it
+            parquet = self.dataset.question_file(split).suffix == ".parquet"
+            format = "search-r1" if parquet else "rewardflow"
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        self.format = format
         self._question_index = {question.id: index for index, question in enumerate(self.questions)}
         self.observation_space = text_space(OBSERVATION_MAX_LENGTH)
         self.action_space = text_space(ACTION_MAX_LENGTH)
@@ -103,7 +112,8 @@ class SearchEnv(gymnasium.Env[str, str]):
         self._retrieved: list[Passage] = []  # in the order they were found
         self._queries: list[str] = []
         self._final_answer: tuple[str, bool] | None = None  # (normalised answer, correct)
-        self._feedback = ""
+        self._feedback = ""  # the rewardflow format's line about the last turn
+        self._transcript = ""  # the search-r1 format's replies and what each brought back
         self._turns = 0
         self._over = True
 
@@ -124,6 +134,7 @@ class SearchEnv(gymnasium.Env[str, str]):
         self._retrieved, self._queries = [], []
         self._final_answer = None
         self._feedback = ""
+        self._transcript = ""
         self._turns = 0
         self._over = False
         return self._observation(), self._info()
@@ -132,32 +143,49 @@ class SearchEnv(gymnasium.Env[str, str]):
         if self._over:
             raise RuntimeError("the episode is over or has not started: call reset() first")
         self._turns += 1
-        parsed = parse_response(action)
+        reply, parsed = self._read(action)
         reward, action_valid = 0.0, True
         if isinstance(parsed, Search):
-            self._search(parsed.query)
+            found, new = self._search(parsed.query)
+            self._feedback = (
+                f"Your search {self._quote(parsed.query)} found {len(found)} passage(s), "
+                f"{len(new)} new."
+            )
+            shown = search_r1.information(found)
         elif isinstance(parsed, Answer):
             won = exact_match(parsed.text, self._question.golden_answers)
             self._final_answer = (normalize_answer(parsed.text), won)
             reward = self.correct_reward if won else self.wrong_reward
             self._feedback = f"You answered: {self._quote(parsed.text)}."
+            shown = ""
         else:
             reward, action_valid = self.invalid_action_reward, False
             self._feedback = f"Your last reply was not read: {parsed.reason}."
+            shown = search_r1.INVALID
+        if self.format == "search-r1":
+            self._transcript += reply + shown
         terminated = self._final_answer is not None
         truncated = not terminated and self._turns_left() == 0
         self._over = terminated or truncated
         return self._observation(), reward, terminated, truncated, self._info(action_valid)
 
-    def _search(self, query: str) -> None:
+    def _read(self, action: object) -> tuple[str, Search | Answer | Unreadable]:
+        """(the reply as the format keeps it, the action in it)."""
+        if self.format == "rewardflow":
+            return "", parse_response(action)
+        if not isinstance(action, str):
+            return "", Unreadable("the response is not text")
+        reply = search_r1.kept_reply(action)
+        return reply, search_r1.read(reply)
+
+    def _search(self, query: str) -> tuple[list[Passage], list[Passage]]:
+        """(the passages found, those of them not retrieved before)."""
         self._queries.append(query)
         found = self.retriever.search(query, self.top_k)
         seen = {passage.id for passage in self._retrieved}
         new = [passage for passage in found if passage.id not in seen]
         self._retrieved.extend(new)
-        self._feedback = (
-            f"Your search {self._quote(query)} found {len(found)} passage(s), {len(new)} new."
-        )
+        return found, new
 
     # --- what the agent and the trainer see --------------------------------------------
 
@@ -203,6 +231,10 @@ class SearchEnv(gymnasium.Env[str, str]):
 
     def _observation(self) -> str:
         assert self._question is not None
+        if self.format == "search-r1":
+            question = self._question
+            opening = question.prompt or search_r1.prompt(question.question)
+            return _fit_text_space(opening + self._transcript)
         parts = [INSTRUCTIONS.format(top_k=self.top_k), f"Question: {self._question.question}"]
         if self._retrieved:
             docs = [

@@ -81,8 +81,7 @@ class RemoteSearch:
                 failure = str(getattr(error, "reason", error))
             except json.JSONDecodeError as error:
                 raise RetrieverError(
-                    f"the retrieval server at {self.url} answered with something not JSON "
-                    f"({error})"
+                    f"the retrieval server at {self.url} answered with something not JSON ({error})"
                 ) from None
         raise RetrieverError(
             f"the retrieval server at {self.url} did not answer in {self.retries + 1} tries "
