@@ -62,24 +62,64 @@ def play(env_id: str, seed: int | None, tag: str | None, stdin: TextIO, out: Tex
     return 0
 
 
+def _search_backend(args: argparse.Namespace, dataset) -> tuple[object, str]:
+    """The backend serve-retriever was asked for, and its name for /health."""
+    if args.backend == "bm25":
+        from rewardflow_envs.envs.search.retriever import bm25_retriever
+
+        return bm25_retriever(dataset, args.cache_dir), "bm25"
+    from rewardflow_envs.envs.search.dense import DenseSearch, Encoder, load_index, on_gpus
+
+    if args.index is None or args.encoder is None:
+        raise ValueError("--backend dense needs --index (a faiss index) and --encoder (a folder)")
+    encoder = Encoder(args.encoder, args.max_length, args.batch_size, device=args.device)
+    index = on_gpus(load_index(args.index)) if args.faiss_gpu else load_index(args.index)
+    return DenseSearch(index, encoder, len(dataset.passages)), f"dense {Path(args.encoder).name}"
+
+
 def serve_retriever(args: argparse.Namespace, out: TextIO) -> int:
     """RF-Search-v0's corpus behind Search-R1's retrieval protocol (see envs/search/server.py)."""
     from rewardflow_envs.envs.search.dataset import load_dataset, resolve_data_dir
-    from rewardflow_envs.envs.search.retriever import bm25_retriever
     from rewardflow_envs.envs.search.server import Limits, create_app, serve
 
     try:
         dataset = load_dataset(resolve_data_dir(args.data_path))
-        backend = bm25_retriever(dataset, args.cache_dir)
-        app = create_app(dataset.passages, backend, "bm25", Limits(topk=args.topk))
+        backend, name = _search_backend(args, dataset)
+        app = create_app(dataset.passages, backend, name, Limits(topk=args.topk))
     except (FileNotFoundError, ValueError, MissingExtraError) as error:
         out.write(f"error: {error}\n")
         return 2
     passages = len(dataset.passages)
-    out.write(f"serving {passages} passages (bm25) at http://{args.host}:{args.port}/retrieve\n")
+    out.write(f"serving {passages} passages ({name}) at http://{args.host}:{args.port}/retrieve\n")
     out.flush()
     serve(app, args.host, args.port)
     return 0
+
+
+def build_index(args: argparse.Namespace, out: TextIO) -> int:
+    """Encode a corpus with a dense encoder and write its faiss index (see envs/search/dense.py)."""
+    from rewardflow_envs.envs.search import dense
+    from rewardflow_envs.envs.search.dataset import load_dataset, resolve_data_dir
+
+    try:
+        dataset = load_dataset(resolve_data_dir(args.data_path))
+        encoder = dense.Encoder(args.encoder, args.max_length, args.batch_size, device=args.device)
+        contents = [passage.contents for passage in dataset.passages]
+        vectors = encoder.encode(contents, "passage", progress=True)
+        dense.save_index(dense.build_index(vectors, args.kind), args.out)
+    except (FileNotFoundError, ValueError, MissingExtraError) as error:
+        out.write(f"error: {error}\n")
+        return 2
+    out.write(f"wrote {args.out}: {len(contents)} passages, {args.kind}, dimension "
+              f"{encoder.dimension}\n")  # fmt: skip
+    return 0
+
+
+def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", default=None, help="a Hugging Face encoder folder (e5)")
+    parser.add_argument("--max-length", type=int, default=256, help="tokens per text")
+    parser.add_argument("--batch-size", type=int, default=64, help="texts per encoder call")
+    parser.add_argument("--device", default="cpu", help="torch device of the encoder")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,12 +147,31 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument(
         "--topk", type=int, default=3, help="passages when a request names none"
     )
+    serve_parser.add_argument("--backend", choices=("bm25", "dense"), default="bm25")
     serve_parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="keep the BM25 index on disk here"
+        "--cache-dir", type=Path, default=None, help="bm25: keep the index on disk here"
     )
+    serve_parser.add_argument("--index", default=None, help="dense: the faiss index file")
+    serve_parser.add_argument(
+        "--faiss-gpu", action="store_true", help="dense: search on every GPU (faiss-gpu)"
+    )
+    _add_encoder_arguments(serve_parser)
+    index_parser = commands.add_parser(
+        "build-index", help="encode a search corpus and write its faiss index (dense retrieval)"
+    )
+    index_parser.add_argument(
+        "--data-path", default=None, help="a data directory with corpus.jsonl (default: embedded)"
+    )
+    index_parser.add_argument("--out", required=True, help="the index file to write")
+    index_parser.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat")
+    _add_encoder_arguments(index_parser)
     args = parser.parse_args(argv)
     if args.command == "serve-retriever":
         return serve_retriever(args, sys.stdout)
+    if args.command == "build-index":
+        if args.encoder is None:
+            parser.error("build-index needs --encoder")
+        return build_index(args, sys.stdout)
     import rewardflow_envs  # noqa: F401  (registers the ids)
 
     if args.command == "envs":
