@@ -15,7 +15,17 @@ def spawn(worker, world_size: int, *args) -> None:
     """Run `worker(rank, world_size, port, *args)` in `world_size` fresh processes."""
     import torch.multiprocessing as mp
 
-    mp.spawn(worker, args=(world_size, free_port(), *args), nprocs=world_size, join=True)
+    mp.spawn(_leave_cleanly, args=(worker, world_size, free_port(), *args), nprocs=world_size)
+
+
+def _leave_cleanly(rank: int, worker, *args) -> None:
+    """The worker, then its process groups torn down before the process exits: a rank that
+    exits with live gloo groups can abort ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    worker(rank, *args)
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def join_group(rank: int, world_size: int, port: int, backend: str = "gloo"):
