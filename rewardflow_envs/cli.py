@@ -68,6 +68,12 @@ def _search_backend(args: argparse.Namespace, dataset) -> tuple[object, str]:
         from rewardflow_envs.envs.search.retriever import bm25_retriever
 
         return bm25_retriever(dataset, args.cache_dir), "bm25"
+    if args.backend == "lucene":
+        from rewardflow_envs.envs.search.lucene import LuceneSearch
+
+        if args.index is None:
+            raise ValueError("--backend lucene needs --index (a Pyserini index folder)")
+        return LuceneSearch(args.index, dataset.passages), "lucene bm25"
     from rewardflow_envs.envs.search.dense import DenseSearch, Encoder, load_index, on_gpus
 
     if args.index is None or args.encoder is None:
@@ -147,11 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument(
         "--topk", type=int, default=3, help="passages when a request names none"
     )
-    serve_parser.add_argument("--backend", choices=("bm25", "dense"), default="bm25")
+    serve_parser.add_argument("--backend", choices=("bm25", "lucene", "dense"), default="bm25")
     serve_parser.add_argument(
         "--cache-dir", type=Path, default=None, help="bm25: keep the index on disk here"
     )
-    serve_parser.add_argument("--index", default=None, help="dense: the faiss index file")
+    serve_parser.add_argument(
+        "--index", default=None, help="dense: the faiss index file; lucene: the Pyserini index"
+    )
     serve_parser.add_argument(
         "--faiss-gpu", action="store_true", help="dense: search on every GPU (faiss-gpu)"
     )
