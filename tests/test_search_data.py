@@ -120,7 +120,7 @@ def test_expert_without_supporting_ids_searches_then_answers(tmp_path):
 def test_missing_directory_and_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'nowhere'} does not exist"):
         SearchEnv(data_path=tmp_path / "nowhere")
-    (tmp_path / "train.jsonl").write_text("")
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "golden_answers": ["a"]}])
     with pytest.raises(FileNotFoundError, match=f"{tmp_path} has no corpus.jsonl"):
         SearchEnv(data_path=tmp_path)
     tiny_tree(tmp_path)

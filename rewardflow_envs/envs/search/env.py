@@ -93,12 +93,13 @@ class SearchEnv(gymnasium.Env[str, str]):
         self.expert = bool(expert)
         self.split = split
         self.dataset = load_dataset(resolve_data_dir(data_path))
+        # The files before the search engine: their errors need no extra installed.
+        self.questions = self.dataset.questions(split)
         if retriever_url is not None:
             self.retriever = RemoteSearch(retriever_url, retriever_timeout, retriever_retries)
         else:
             cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV_VAR)
             self.retriever = CorpusSearch(self.dataset, Path(cache_dir) if cache_dir else None)
-        self.questions = self.dataset.questions(split)
         if format is None:  # Search-R1's own data is played as Search-R1 plays it
             parquet = self.dataset.question_file(split).suffix == ".parquet"
             format = "search-r1" if parquet else "rewardflow"
