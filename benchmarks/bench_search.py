@@ -1,8 +1,8 @@
 """RF-Search-v0 retrieval: quality, server throughput, and env steps in-process against HTTP.
 
-    python benchmarks/bench_search.py                       # embedded corpus, BM25
+    python benchmarks/bench_search.py                       # embedded corpus, BM25 and dense
     python benchmarks/bench_search.py --large 1000000       # also a generated 1M-passage corpus
-    python benchmarks/bench_search.py --encoder DIR         # also dense (e5 folder, faiss Flat)
+    python benchmarks/bench_search.py --encoder DIR         # dense with this encoder (e5 folder)
 
 For each corpus and backend it prints
 
@@ -14,8 +14,8 @@ For each corpus and backend it prints
 3. the mean env step (searches and answers of expert episodes) in-process and over HTTP, and
    their ratio.
 
-Without `--encoder`, dense uses a 2-layer encoder built from a config (random weights): its
-throughput is the mechanics' (tokenise, encode, faiss), its recall means nothing.
+Dense search uses a faiss Flat index and, without `--encoder`, the static encoder that
+`rewardflow fit-encoder` fits on each corpus (the env's offline default).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import numpy as np
 
 from rewardflow_envs.envs.search import SearchEnv
 from rewardflow_envs.envs.search.dataset import EMBEDDED_DATA_DIR, load_dataset
-from rewardflow_envs.envs.search.remote import CorpusSearch
+from rewardflow_envs.envs.search.dense import dense_search
+from rewardflow_envs.envs.search.remote import CorpusSearch, corpus_engine
 
 
 def free_port() -> int:
@@ -137,25 +138,8 @@ def mean_step_ms(env: SearchEnv, episodes: int) -> float:
     return 1000 * elapsed / steps
 
 
-def tiny_encoder(folder: Path) -> Path:
-    import torch
-    import transformers
-
-    from rewardflow_train.models import train_tokenizer
-
-    texts = [p.contents for p in load_dataset(EMBEDDED_DATA_DIR).passages]
-    tokenizer = train_tokenizer(texts, vocab_size=800)
-    config = transformers.BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def bench(name: str, data: Path, backend: list[str], args, recall: float | None) -> None:
+def bench(name: str, data: Path, backend: list[str], args, recall, env_kwargs: dict) -> None:
+    """Print the server's queries/s and the env's step in-process (`env_kwargs`) and over HTTP."""
     questions = [q.question for q in load_dataset(EMBEDDED_DATA_DIR).questions("test")]
     server = Server(["--data-path", str(data), *backend])
     try:
@@ -165,15 +149,24 @@ def bench(name: str, data: Path, backend: list[str], args, recall: float | None)
         remote = mean_step_ms(remote_env, args.episodes)
     finally:
         server.close()
+    local_env = SearchEnv(split="test", expert=True, data_path=data, **env_kwargs)
+    local = mean_step_ms(local_env, args.episodes)
     line = f"{name:28s}"
     if recall is not None:
         line += f" recall@3 {recall:.3f}"
     line += f" | server {one:7.1f} q/s (1 client), {many:7.1f} q/s ({args.clients}), "
-    line += f"x{many / one:.2f} | env step over HTTP {remote:.2f} ms"
-    if backend[1] == "bm25":  # the env's in-process search is BM25: the same results
-        local = mean_step_ms(SearchEnv(split="test", expert=True, data_path=data), args.episodes)
-        line += f", in-process {local:.2f} ms (HTTP x{remote / local:.1f})"
-    print(line, flush=True)
+    line += f"x{many / one:.2f} | env step over HTTP {remote:.2f} ms, in-process {local:.2f} ms"
+    print(line + f" (HTTP x{remote / local:.1f})", flush=True)
+
+
+def command(*arguments: str) -> float:
+    """Seconds a `rewardflow` command took."""
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "rewardflow_envs.cli", *arguments],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - start
 
 
 def main() -> int:
@@ -193,32 +186,33 @@ def main() -> int:
                 (f"generated {args.large:,}", generated_corpus(work / "large", args.large))
             )
             print(f"generated {args.large:,} passages in {time.perf_counter() - start:.1f} s")
-        encoder = args.encoder or tiny_encoder(work / "tiny-e5")
-        for name, data in corpora:
+        for number, (name, data) in enumerate(corpora):
             dataset = load_dataset(data)
             start = time.perf_counter()
-            local = CorpusSearch(dataset, work / "cache")
+            cache = work / "cache"
+            local = CorpusSearch(dataset, corpus_engine(dataset, "bm25", cache))
             print(f"{name}: BM25 index of {len(dataset.passages):,} passages in "
                   f"{time.perf_counter() - start:.1f} s")  # fmt: skip
             recall = one_hop_recall(local.index) if data == EMBEDDED_DATA_DIR else None
-            bench(f"{name} bm25", data, ["--backend", "bm25", "--cache-dir", str(work / "cache")],
-                  args, recall)  # fmt: skip
-            index = data / "bench_e5_Flat.index" if data != EMBEDDED_DATA_DIR else work / "e5.index"
-            start = time.perf_counter()
-            subprocess.run(
-                [sys.executable, "-m", "rewardflow_envs.cli", "build-index", "--data-path",
-                 str(data), "--encoder", str(encoder), "--out", str(index), "--batch-size", "256"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            print(f"{name}: dense index built in {time.perf_counter() - start:.1f} s")
+            backend = ["--backend", "bm25", "--cache-dir", str(cache)]
+            bench(f"{name} bm25", data, backend, args, recall, {"cache_dir": cache})
+
+            encoder = args.encoder
+            if encoder is None:
+                encoder = work / f"static-{number}"
+                took = command("fit-encoder", "--data-path", str(data), "--out", str(encoder))
+                print(f"{name}: static encoder fitted in {took:.1f} s")
+            index = work / f"flat-{number}.index"
+            took = command("build-index", "--data-path", str(data), "--encoder", str(encoder),
+                           "--out", str(index), "--batch-size", "256")  # fmt: skip
+            print(f"{name}: dense Flat index built in {took:.1f} s")
             dense_recall = None
             if data == EMBEDDED_DATA_DIR:
-                from rewardflow_envs.envs.search.dense import DenseSearch, Encoder, load_index
-
-                search = DenseSearch(load_index(index), Encoder(encoder), len(dataset.passages))
-                dense_recall = one_hop_recall(search)
+                dense_recall = one_hop_recall(dense_search(dataset, encoder, index))
             backend = ["--backend", "dense", "--index", str(index), "--encoder", str(encoder)]
-            bench(f"{name} dense {encoder.name}", data, backend, args, dense_recall)
+            kwargs = {"retriever": "dense", "encoder_path": encoder, "index_path": index}
+            label = encoder.name if args.encoder else "static"
+            bench(f"{name} dense {label}", data, backend, args, dense_recall, kwargs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -64,23 +64,22 @@ def play(env_id: str, seed: int | None, tag: str | None, stdin: TextIO, out: Tex
 
 def _search_backend(args: argparse.Namespace, dataset) -> tuple[object, str]:
     """The backend serve-retriever was asked for, and its name for /health."""
-    if args.backend == "bm25":
-        from rewardflow_envs.envs.search.retriever import bm25_retriever
-
-        return bm25_retriever(dataset, args.cache_dir), "bm25"
     if args.backend == "lucene":
         from rewardflow_envs.envs.search.lucene import LuceneSearch
 
         if args.index is None:
             raise ValueError("--backend lucene needs --index (a Pyserini index folder)")
         return LuceneSearch(args.index, dataset.passages), "lucene bm25"
-    from rewardflow_envs.envs.search.dense import DenseSearch, Encoder, load_index, on_gpus
+    from rewardflow_envs.envs.search.remote import corpus_engine
 
-    if args.index is None or args.encoder is None:
-        raise ValueError("--backend dense needs --index (a faiss index) and --encoder (a folder)")
-    encoder = Encoder(args.encoder, args.max_length, args.batch_size, device=args.device)
-    index = on_gpus(load_index(args.index)) if args.faiss_gpu else load_index(args.index)
-    return DenseSearch(index, encoder, len(dataset.passages)), f"dense {Path(args.encoder).name}"
+    if args.backend == "bm25":
+        return corpus_engine(dataset, "bm25", args.cache_dir), "bm25"
+    engine = corpus_engine(
+        dataset, "dense", None, args.encoder, args.index, faiss_gpu=args.faiss_gpu,
+        max_length=args.max_length, batch_size=args.batch_size, device=args.device,
+    )  # fmt: skip
+    encoder = Path(args.encoder).name if args.encoder else "static, fitted on the corpus"
+    return engine, f"dense {encoder}"
 
 
 def serve_retriever(args: argparse.Namespace, out: TextIO) -> int:
@@ -109,7 +108,7 @@ def build_index(args: argparse.Namespace, out: TextIO) -> int:
 
     try:
         dataset = load_dataset(resolve_data_dir(args.data_path))
-        encoder = dense.Encoder(args.encoder, args.max_length, args.batch_size, device=args.device)
+        encoder = dense.load_encoder(args.encoder, args.max_length, args.batch_size, args.device)
         contents = [passage.contents for passage in dataset.passages]
         vectors = encoder.encode(contents, "passage", progress=True)
         dense.save_index(dense.build_index(vectors, args.kind), args.out)
@@ -121,8 +120,29 @@ def build_index(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def fit_encoder(args: argparse.Namespace, out: TextIO) -> int:
+    """Fit a static encoder on a corpus and save it (see envs/search/static_encoder.py)."""
+    from rewardflow_envs.envs.search.dataset import load_dataset, resolve_data_dir
+    from rewardflow_envs.envs.search.static_encoder import StaticEncoder
+
+    try:
+        dataset = load_dataset(resolve_data_dir(args.data_path))
+        texts = [passage.contents for passage in dataset.passages]
+        encoder = StaticEncoder.fit(texts, args.dimension, args.max_vocab)
+        encoder.save(args.out)
+    except (FileNotFoundError, ValueError, MissingExtraError) as error:
+        out.write(f"error: {error}\n")
+        return 2
+    words = encoder.weights.shape[0] - 1
+    out.write(f"wrote {args.out}: {words} words, dimension {encoder.dimension}\n")
+    return 0
+
+
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--encoder", default=None, help="a Hugging Face encoder folder (e5)")
+    parser.add_argument(
+        "--encoder", default=None,
+        help="an encoder folder: Hugging Face (e5), sentence-transformers, or fit-encoder's",
+    )  # fmt: skip
     parser.add_argument("--max-length", type=int, default=256, help="tokens per text")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per encoder call")
     parser.add_argument("--device", default="cpu", help="torch device of the encoder")
@@ -173,6 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     index_parser.add_argument("--out", required=True, help="the index file to write")
     index_parser.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat")
     _add_encoder_arguments(index_parser)
+    fit_parser = commands.add_parser(
+        "fit-encoder", help="fit a small static dense encoder on a search corpus (no download)"
+    )
+    fit_parser.add_argument(
+        "--data-path", default=None, help="a data directory with corpus.jsonl (default: embedded)"
+    )
+    fit_parser.add_argument("--out", required=True, help="the encoder folder to write")
+    fit_parser.add_argument("--dimension", type=int, default=128, help="vector width (at most)")
+    fit_parser.add_argument("--max-vocab", type=int, default=8192, help="words kept, most common")
     args = parser.parse_args(argv)
     if args.command == "serve-retriever":
         return serve_retriever(args, sys.stdout)
@@ -180,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.encoder is None:
             parser.error("build-index needs --encoder")
         return build_index(args, sys.stdout)
+    if args.command == "fit-encoder":
+        return fit_encoder(args, sys.stdout)
     import rewardflow_envs  # noqa: F401  (registers the ids)
 
     if args.command == "envs":

@@ -1,7 +1,11 @@
-"""Dense retrieval with a tiny encoder built here (no download): e5's pooling and prefixes, faiss
-indexes against brute force, the build-index command, and the server on a dense backend."""
+"""Dense retrieval with encoders built here (no download): e5's pooling and prefixes,
+sentence-transformers' folders, the static encoder fitted on the corpus, faiss indexes against
+brute force, the build-index and fit-encoder commands, the server and the env on a dense
+backend."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ pytest.importorskip("bm25s")
 from rewardflow_envs import cli  # noqa: E402
 from rewardflow_envs.envs.search import dense  # noqa: E402
 from rewardflow_envs.envs.search.dataset import EMBEDDED_DATA_DIR, load_dataset  # noqa: E402
+from rewardflow_envs.envs.search.server import create_app  # noqa: E402
 
 QUERIES = ["Quidron compass", "Elin Brudrom engineer", "capital of Metrasak", "river"]
 
@@ -124,8 +129,8 @@ def test_build_index_command_then_serve_it(encoder_dir, encoder, passages, tmp_p
     for query, documents in zip(QUERIES, reply["result"], strict=True):
         expected = brute_force(encoder, vectors, query, 3)
         assert [d["document"]["id"] for d in documents] == [passages[p].id for p, _ in expected]
-    assert cli.main(serve) == 2
-    assert "needs --index (a faiss index) and --encoder" in capsys.readouterr().out
+    assert cli.main(serve) == 2  # the default encoder (fitted on the corpus) is 128 wide
+    assert "the faiss index has dimension 32, the encoder 128" in capsys.readouterr().out
     import faiss
 
     if not getattr(faiss, "get_num_gpus", lambda: 0)():
@@ -133,3 +138,101 @@ def test_build_index_command_then_serve_it(encoder_dir, encoder, passages, tmp_p
         assert "faiss sees no GPU here" in capsys.readouterr().out
     assert cli.main([*serve[:-1], str(tmp_path / "none"), "--encoder", str(encoder_dir)]) == 2
     assert "does not exist" in capsys.readouterr().out
+
+
+def test_dense_needs_no_encoder_folder_and_finds_every_one_hop_gold_passage():
+    """The offline default: a static encoder fitted on the embedded corpus."""
+    from retrieval import one_hop_recall
+
+    from rewardflow_envs.envs.search import SearchEnv
+
+    search = SearchEnv(retriever="dense").retriever
+    assert isinstance(search.index.encoder, dense.StaticEncoder)
+    assert one_hop_recall(search) == (pytest.approx(1.0, abs=0.03), 444)  # measured 1.000
+    assert search.search("zzzz qqqq", 3) == []  # no word it knows: nothing is similar
+
+
+def test_a_fitted_encoder_is_a_sentence_transformers_model(tmp_path, capsys, passages):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    folder = tmp_path / "static"
+    assert cli.main(["fit-encoder", "--out", str(folder), "--dimension", "64"]) == 0
+    assert "dimension 64" in capsys.readouterr().out
+    ours = dense.load_encoder(folder)
+    theirs = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
+    texts = [*QUERIES, "", "zzzz", passages[7].contents]
+    assert np.allclose(ours.encode(texts, "query"), theirs.encode(texts), atol=1e-6)
+    fitted = dense.StaticEncoder.fit([p.contents for p in passages], dimension=64)
+    assert np.allclose(ours.encode(texts), fitted.encode(texts), atol=1e-6)
+
+
+def sentence_transformers_folder(encoder_dir, folder, pooling_config):
+    """`encoder_dir` laid out as a sentence-transformers model: transformer, pooling, normalize."""
+    import shutil
+
+    shutil.copytree(encoder_dir, folder)
+    # Real encoders pad on the right; the test tokenizer pads left (it is made for generation).
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "right"
+    tokenizer.save_pretrained(folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "2_Normalize").mkdir()
+    kinds = ["Transformer", "Pooling", "Normalize"]
+    paths = ["", "1_Pooling", "2_Normalize"]
+    modules = [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (kind, path) in enumerate(zip(kinds, paths, strict=True))
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
+    return folder
+
+
+@pytest.mark.parametrize("pooling", ["cls", "max", "mean", "lasttoken"])
+def test_a_sentence_transformers_folder_is_pooled_as_its_config_says(
+    encoder_dir, tmp_path, pooling
+):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    config = {"embedding_dimension": 32, "pooling_mode": pooling}
+    folder = sentence_transformers_folder(encoder_dir, tmp_path / f"tiny-{pooling}", config)
+    ours = dense.load_encoder(folder)
+    assert ours.pooling == pooling and not ours.prefixes
+    theirs = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
+    texts = ["capital", "a much longer text " * 10, QUERIES[1]]
+    assert np.allclose(ours.encode(texts, "query"), theirs.encode(texts), atol=1e-5)
+
+
+def test_legacy_pooling_flags_are_read_and_unknown_poolings_refused(encoder_dir, tmp_path):
+    config = {"word_embedding_dimension": 32, "pooling_mode_cls_token": True}
+    folder = sentence_transformers_folder(encoder_dir, tmp_path / "legacy", config)
+    assert dense.load_encoder(folder).pooling == "cls"
+    config = {"pooling_mode_mean_sqrt_len_tokens": True}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="pooling 'mean_sqrt_len_tokens'; supported"):
+        dense.load_encoder(folder)
+
+
+def test_the_env_searches_densely_in_process_as_over_http(tmp_path):
+    """retriever="dense" in the env, and serve-retriever --backend dense, on the same defaults."""
+    from retrieval import play_expert, serving
+
+    from rewardflow_envs.envs.search import SearchEnv
+
+    dataset = load_dataset(EMBEDDED_DATA_DIR)
+    local = SearchEnv(split="test", expert=True, retriever="dense")
+    assert isinstance(local.retriever.index, dense.DenseSearch)
+    (tmp_path / "test.jsonl").write_bytes((EMBEDDED_DATA_DIR / "test.jsonl").read_bytes())
+    app = create_app(dataset.passages, dense.dense_search(dataset), "dense")
+    with serving(app) as url:
+        remote = SearchEnv(
+            split="test", expert=True, data_path=tmp_path, retriever_url=f"{url}/retrieve"
+        )
+        seeds = range(40)
+        assert play_expert(remote, seeds) == play_expert(local, seeds)
+    bm25 = play_expert(SearchEnv(split="test", expert=True), seeds)
+    assert sum(step[1] for step in bm25[1:] if len(step) == 5) > 0
+    with pytest.raises(ValueError, match="needs retriever='dense'"):
+        SearchEnv(encoder_path=tmp_path)
+    with pytest.raises(ValueError, match="retriever must be one of"):
+        SearchEnv(retriever="e5")
+    with pytest.raises(ValueError, match="retriever_url names the server"):
+        SearchEnv(retriever="dense", retriever_url="http://127.0.0.1:1/retrieve")

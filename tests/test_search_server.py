@@ -4,7 +4,6 @@ concurrent clients, bounded and malformed requests, and the command that starts 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +15,7 @@ uvicorn = pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
 from ranks import free_port  # noqa: E402
+from retrieval import play_expert, serving  # noqa: E402
 
 from rewardflow_envs import cli  # noqa: E402
 from rewardflow_envs.envs.search import server  # noqa: E402
@@ -35,19 +35,8 @@ def corpus():
 @pytest.fixture(scope="module")
 def url(corpus):
     passages, backend = corpus
-    app = create_app(passages, backend, "bm25", Limits(max_topk=20, max_queries=8))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(passages, backend, "bm25", Limits(max_topk=20, max_queries=8))) as url:
+        yield url
 
 
 def search_r1_batch_search(search_url, queries, topk):
@@ -158,21 +147,6 @@ def test_the_command_binds_loopback_unless_told_and_names_a_missing_corpus(
     assert cli.main(["serve-retriever", "--host", "0.0.0.0", "--port", "8124"]) == 0
     assert binds == [("127.0.0.1", 8123), ("0.0.0.0", 8124)]
     assert "at http://127.0.0.1:8123/retrieve" in capsys.readouterr().out
-
-
-def play_expert(env, seeds):
-    """Every observation, reward, end and info of expert episodes on `seeds`."""
-    trace = []
-    for seed in seeds:
-        observation, info = env.reset(seed=seed)
-        trace.append((observation, info))
-        while True:
-            step = env.step(info["expert_action"])
-            trace.append(step)
-            observation, _, terminated, truncated, info = step
-            if terminated or truncated:
-                break
-    return trace
 
 
 def test_the_env_over_http_plays_as_it_does_in_process(url, tmp_path):

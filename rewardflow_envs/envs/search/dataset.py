@@ -203,12 +203,16 @@ class SearchDataset:
             )
         return cls(directory=directory)
 
+    @property
+    def corpus_path(self) -> Path:
+        path = self.directory / CORPUS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"search data directory {self.directory} has no {CORPUS_FILE}")
+        return path
+
     @functools.cached_property
     def passages(self) -> tuple[Passage, ...]:
-        corpus_path = self.directory / CORPUS_FILE
-        if not corpus_path.is_file():
-            raise FileNotFoundError(f"search data directory {self.directory} has no {CORPUS_FILE}")
-        return _load_corpus(corpus_path)
+        return _load_corpus(self.corpus_path)
 
     @functools.cached_property
     def passage_ids(self) -> frozenset[str]:
@@ -218,7 +222,7 @@ class SearchDataset:
     def fingerprint(self) -> str:
         """SHA-256 of the corpus file: names its search index on disk."""
         digest = hashlib.sha256()
-        with open(self.directory / CORPUS_FILE, "rb") as file:
+        with open(self.corpus_path, "rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)
         return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""RF-Search-v0: answer a question in a few turns, searching a corpus with BM25 in between."""
+"""RF-Search-v0: answer a question in a few turns, searching a corpus in between."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rewardflow_envs.envs.search.dataset import (
 )
 from rewardflow_envs.envs.search.expert import expert_response
 from rewardflow_envs.envs.search.parser import Answer, Search, Unreadable, parse_response
-from rewardflow_envs.envs.search.remote import CorpusSearch, RemoteSearch
+from rewardflow_envs.envs.search.remote import CorpusSearch, RemoteSearch, corpus_engine
 from rewardflow_envs.envs.search.retriever import CACHE_ENV_VAR
 from rewardflow_envs.text import ACTION_MAX_LENGTH, OBSERVATION_MAX_LENGTH, text_space
 
@@ -54,9 +54,11 @@ class SearchEnv(gymnasium.Env[str, str]):
     the sorted ids of the passages retrieved so far; after an answer it is the question id, the
     normalised answer and whether it was right.
 
-    Searches run on the data directory's corpus in this process, or, with `retriever_url`, on
-    any server that speaks Search-R1's retrieval protocol (e.g. ``rewardflow serve-retriever``);
-    the corpus file is then not read here.
+    Searches run on the data directory's corpus in this process, with BM25 or, with
+    ``retriever="dense"``, a dense encoder (`encoder_path`, default one fitted on the corpus) and
+    faiss index (`index_path`, default one built here); or, with `retriever_url`, on any server
+    that speaks Search-R1's retrieval protocol (e.g. ``rewardflow serve-retriever``), and the
+    corpus file is then not read here.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -72,6 +74,9 @@ class SearchEnv(gymnasium.Env[str, str]):
         invalid_action_reward: float = 0.0,
         expert: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
+        retriever: str = "bm25",
+        encoder_path: str | os.PathLike[str] | None = None,
+        index_path: str | os.PathLike[str] | None = None,
         retriever_url: str | None = None,
         retriever_timeout: float = 10.0,
         retriever_retries: int = 3,
@@ -96,10 +101,17 @@ class SearchEnv(gymnasium.Env[str, str]):
         # The files before the search engine: their errors need no extra installed.
         self.questions = self.dataset.questions(split)
         if retriever_url is not None:
+            if retriever != "bm25" or encoder_path is not None or index_path is not None:
+                raise ValueError("retriever_url names the server: give no retriever, encoder_path "
+                                 "or index_path with it")  # fmt: skip
             self.retriever = RemoteSearch(retriever_url, retriever_timeout, retriever_retries)
         else:
             cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV_VAR)
-            self.retriever = CorpusSearch(self.dataset, Path(cache_dir) if cache_dir else None)
+            engine = corpus_engine(
+                self.dataset, retriever, Path(cache_dir) if cache_dir else None,
+                encoder_path, index_path,
+            )  # fmt: skip
+            self.retriever = CorpusSearch(self.dataset, engine)
         if format is None:  # Search-R1's own data is played as Search-R1 plays it
             parquet = self.dataset.question_file(split).suffix == ".parquet"
             format = "search-r1" if parquet else "rewardflow"

@@ -9,6 +9,7 @@ speaks that protocol works: ``rewardflow serve-retriever``, Search-R1's own, ver
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -22,12 +23,37 @@ class RetrieverError(RuntimeError):
     """The retrieval server did not answer, or answered something that is not a result."""
 
 
-class CorpusSearch:
-    """The data directory's own corpus, searched in this process with BM25."""
+RETRIEVERS = ("bm25", "dense")
 
-    def __init__(self, dataset: SearchDataset, cache_dir: Path | None) -> None:
+
+def corpus_engine(
+    dataset: SearchDataset,
+    retriever: str = "bm25",
+    cache_dir: Path | None = None,
+    encoder: str | os.PathLike[str] | None = None,
+    index: str | os.PathLike[str] | None = None,
+    **dense_options,
+):
+    """The engine that ranks `dataset`'s passages: BM25 (`cache_dir` keeps its index) or dense
+    (`encoder` folder and faiss `index` file, both optional: see `dense.dense_search`)."""
+    if retriever not in RETRIEVERS:
+        raise ValueError(f"retriever must be one of {RETRIEVERS}, got {retriever!r}")
+    if retriever == "bm25":
+        if encoder is not None or index is not None:
+            raise ValueError("an encoder or a faiss index needs retriever='dense'")
+        return bm25_retriever(dataset, cache_dir)
+    from rewardflow_envs.envs.search.dense import dense_search
+
+    return dense_search(dataset, encoder, index, **dense_options)
+
+
+class CorpusSearch:
+    """The data directory's own corpus, searched in this process by `engine`
+    (`corpus_engine`'s)."""
+
+    def __init__(self, dataset: SearchDataset, engine) -> None:
         self.passages = dataset.passages
-        self.index = bm25_retriever(dataset, cache_dir)
+        self.index = engine
 
     def search(self, query: str, k: int) -> list[Passage]:
         return [self.passages[position] for position in self.index.search(query, k)]
