@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from rewardflow_envs.envs.webshop.catalogue import Goal, Product
-from rewardflow_envs.envs.webshop.reward import purchase_reward, type_reward
+pytest.importorskip("rapidfuzz")
+
+from rewardflow_envs.envs.webshop.catalogue import Goal, Product  # noqa: E402
+from rewardflow_envs.envs.webshop.reward import (  # noqa: E402
+    normalize_color,
+    purchase_reward,
+    token_set_ratio,
+    type_reward,
+)
 
 SHIRT = Product(
     asin="B0SHIRT001",
@@ -39,8 +46,15 @@ TABLE = {
     "goal product, goal options": (SHIRT, {"color": "red", "size": "medium"}, 1.0, 1.0),
     "wrong colour": (SHIRT, {"color": "navy", "size": "medium"}, 4 / 5, 1.0),
     "no options chosen": (SHIRT, {}, 3 / 5, 1.0),
-    # Other option types match on words: "dark red" contains the wanted "red".
-    "colour matched on words": (SHIRT, {"color": "dark red", "size": "medium"}, 1.0, 1.0),
+    # Colours are normalised to the first of WebShop's colour words they contain: "dark red"
+    # is "dark", which is not "red".
+    "colour normalised first": (SHIRT, {"color": "dark red", "size": "medium"}, 4 / 5, 1.0),
+    "colour normalised to the wanted one": (
+        SHIRT,
+        {"color": "bright red", "size": "medium"},
+        1.0,
+        1.0,
+    ),
     "over the price bound": (
         variant(prices=(34.99,)),
         {"color": "red", "size": "medium"},
@@ -101,13 +115,84 @@ def test_type_reward_levels():
     assert type_reward(variant(title="alpha"), long_goal) == 0.1
 
 
-def test_size_options_match_exactly():
-    # "x-large" contains the words of "large" but is another size.
-    goal = Goal(**{**GOAL.__dict__, "options": ("red", "large")})
-    exact = purchase_reward(SHIRT, {"color": "red", "size": "large"}, goal, SHIRT)
-    near = purchase_reward(SHIRT, {"color": "red", "size": "x-large"}, goal, SHIRT)
-    assert (exact.options_matched, near.options_matched) == (2, 1)
-    assert near.reward == pytest.approx(4 / 5)
+# (selected value, wanted value, whether WebShop counts the option), checked against
+# web_agent_site/engine/goal.py's get_option_reward with thefuzz: token-set ratios above 85 on
+# colour-normalised values, for sizes too.
+OPTION_CASES = [
+    ("x-large", "xx-large", True),  # ratio 93
+    ("large", "x-large", True),  # one's words are all in the other's: 100
+    ("8", "8.5", True),
+    ("1 fl oz", "1.7 fl oz", True),
+    ("navy", "light blue", False),  # "light blue" is "blue"
+    ("heather grey", "grey", True),
+    ("king", "queen", False),
+    ("Café", "cafe", True),  # non-ASCII letters dropped: "caf" against "cafe", 86
+    ("3 pack", "pack of 3", True),
+]
+
+
+@pytest.mark.parametrize(("selected", "wanted", "counted"), OPTION_CASES)
+def test_options_are_matched_as_webshop_matches_them(selected, wanted, counted):
+    goal = Goal(**{**GOAL.__dict__, "options": (wanted,)})
+    breakdown = purchase_reward(SHIRT, {"size": selected}, goal, SHIRT)
+    assert breakdown.options_matched == int(counted)
+
+
+def test_attributes_are_matched_fuzzily_then_in_the_text():
+    # "machine washable" against the product's "machine wash": ratio 86; "cotton" is in the
+    # title; "organic" is nowhere.
+    goal = Goal(**{**GOAL.__dict__, "attributes": ("machine washable", "cotton", "organic")})
+    assert purchase_reward(SHIRT, {}, goal, SHIRT).attributes_matched == 2
+
+
+def test_a_selected_option_the_goal_did_not_ask_for_counts_for_nothing():
+    # WebShop counts wanted options only, even when a selected value is in the product's text.
+    goal = Goal(**{**GOAL.__dict__, "options": ("medium",)})
+    breakdown = purchase_reward(SHIRT, {"color": "cotton", "size": "medium"}, goal, SHIRT)
+    assert breakdown.options_matched == 1 and breakdown.reward == 1.0
+
+
+def test_synthetic_goals_compare_the_name_and_value_pair_as_webshop_does():
+    # WebShop passes a synthetic goal's options as (name, value) pairs: the pair's text, not
+    # the value, is matched, unless the name or value is one of its colour words.
+    goal = Goal(
+        **{**GOAL.__dict__, "options": ("red", "crew neck"), "option_names": ("color", "style")}
+    )
+    neck = purchase_reward(SHIRT, {"color": "red", "style": "neck"}, goal, SHIRT)
+    crew = purchase_reward(SHIRT, {"color": "red", "style": "crew neck"}, goal, SHIRT)
+    # "neck" against "('style', 'crew neck')": its one word is among the pair's: 100.
+    assert (neck.options_matched, crew.options_matched) == (2, 2)
+    human = Goal(**{**GOAL.__dict__, "options": ("red", "crew neck")})
+    assert (
+        purchase_reward(SHIRT, {"color": "red", "style": "collar"}, human, SHIRT).options_matched
+        == 1
+    )
+
+
+def test_title_nouns_come_from_the_tagger_when_one_is_installed(monkeypatch):
+    from rewardflow_envs.envs.webshop import reward
+
+    class Token:
+        def __init__(self, text, pos):
+            self.text, self.pos_ = text, pos
+
+    tags = {"Slim": "ADJ", "Fit": "NOUN", "Northwind": "PROPN", "Shirt": "NOUN", "Tee": "NOUN"}
+
+    def tagger(title):
+        return [Token(word, tags.get(word, "ADJ")) for word in title.replace(",", "").split()]
+
+    monkeypatch.setattr(reward, "_tagger", lambda: tagger)
+    assert reward.title_nouns("Northwind Slim Fit Shirt, Shirt") == [
+        "northwind",
+        "fit",
+        "shirt",
+        "shirt",
+    ]
+    # Repeats count in the goal's nouns: 1 shared of 4 is 0.25 (> 0.2), 1 of 5 would not be.
+    goal = variant(title="Northwind Slim Fit Shirt, Shirt", query="x", product_category="")
+    assert type_reward(variant(title="Shirt", query="y", product_category=""), goal) == 1.0
+    goal = variant(title="Northwind Fit Fit Shirt, Shirt", query="x", product_category="")
+    assert type_reward(variant(title="Shirt", query="y", product_category=""), goal) == 0.5
 
 
 def test_env_reward_matches_the_formula_for_a_wrong_option():
@@ -128,7 +213,7 @@ def test_env_reward_matches_the_formula_for_a_wrong_option():
         for option, values in product.options
         if option == name
         for value in values
-        if value != wanted
+        if token_set_ratio(normalize_color(value), normalize_color(wanted)) <= 85
     )
     for option, value in choices.items():
         env.step(f"<action>click[{wrong if option == name else value}]</action>")
@@ -137,3 +222,28 @@ def test_env_reward_matches_the_formula_for_a_wrong_option():
     expected = (len(goal.attributes) + 1 + 1) / (len(goal.attributes) + 2 + 1)
     assert terminated and reward == pytest.approx(expected)
     assert info["won"] is False and info["reward_breakdown"]["options_matched"] == 1
+
+
+def test_the_fallback_nouns_give_the_taggers_type_reward_on_the_shipped_catalogue():
+    """Where spaCy's en_core_web_sm is installed: the tagger's nouns and the fallback give the
+    same r_type for every goal product against every product of its category and the next."""
+    spacy = pytest.importorskip("spacy")
+    try:
+        spacy.load("en_core_web_sm")
+    except OSError:
+        pytest.skip("en_core_web_sm is not installed")
+    from rewardflow_envs.envs.webshop import reward
+    from rewardflow_envs.envs.webshop.catalogue import load_catalogue
+
+    products = list(load_catalogue(None, True).products.values())
+    pairs = [(a, b) for i, a in enumerate(products) for b in products[i : i + 60]]
+    tagged = [reward.type_reward(b, a) for a, b in pairs]
+    reward._tagger.cache_clear()
+    original = reward._tagger
+    try:
+        reward._tagger = lambda: None
+        fallback = [reward.type_reward(b, a) for a, b in pairs]
+    finally:
+        reward._tagger = original
+    agree = sum(x == y for x, y in zip(tagged, fallback, strict=True)) / len(pairs)
+    assert agree == 1.0, f"r_type agrees on {agree:.3f} of {len(pairs)} pairs"

@@ -85,6 +85,8 @@ class Goal:
     attributes: tuple[str, ...]
     options: tuple[str, ...]  # wanted option values
     price_upper: float
+    # Synthetic goals: the option type of each wanted value (WebShop's reward reads both).
+    option_names: tuple[str, ...] = ()
 
 
 class DataError(ValueError):
@@ -323,6 +325,7 @@ def _synthetic_goals(products: dict[str, Product], raw: dict) -> list[Goal]:
                     attributes=attributes,
                     options=tuple(combination),
                     price_upper=upper,
+                    option_names=tuple(names),
                 )
             )
     return goals
