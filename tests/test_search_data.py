@@ -240,9 +240,9 @@ def test_search_r1_parquet_files_are_read_in_their_schema(tmp_path):
     assert [q.question for q in env.questions][2] == "capital of france?"  # from the prompt
     assert env.questions[1].golden_answers == ("Berlin", "Berlin city")
     _, info = env.reset(options={"task": "hotpotqa/test_0"})
-    assert info["task_type"] == "hotpotqa"
+    assert info["task_type"] == info["data_source"] == "hotpotqa"
     _, reward, terminated, _, info = env.step("<answer>berlin city</answer>")
-    assert (reward, terminated, info["won"]) == (1.0, True, True)
+    assert (reward, terminated, info["won"], info["data_source"]) == (1.0, True, True, "hotpotqa")
     assert SearchEnv(data_path=tmp_path, split="test").dataset.available_splits() == [
         "test",
         "train",

@@ -226,6 +226,7 @@ class SearchEnv(gymnasium.Env[str, str]):
             "task_id": self._question.id,
             "won": won,
             "task_type": self._question.task_type,
+            "data_source": self._question.task_type,  # Search-R1's name for it
         }
         if action_valid is not None:
             info["action_valid"] = action_valid

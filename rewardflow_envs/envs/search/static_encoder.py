@@ -9,9 +9,10 @@ the top 3 (``benchmarks/bench_search.py``).
 It is saved as a sentence-transformers ``StaticEmbedding`` model (``modules.json``,
 ``0_StaticEmbedding/{model.safetensors,tokenizer.json}``, ``1_Normalize``), so
 ``SentenceTransformer(folder)`` encodes exactly as this class does. Needs numpy, ``tokenizers``
-and ``safetensors`` (the ``dense`` extra), no torch. The whole vocabulary's co-occurrence matrix
-is decomposed, so the vocabulary is capped (``max_vocab`` words by document frequency): meant for
-small corpora; Search-R1's setting uses e5-base-v2 (see ``dense.Encoder``).
+and ``safetensors`` (the ``dense`` extra), no torch. The TF-IDF matrix is decomposed whole, so
+the fit reads at most ``max_passages`` passages (evenly spaced through a larger corpus) and keeps
+the ``max_vocab`` words found in most of them: meant for small corpora; Search-R1's setting uses
+e5-base-v2 (see ``dense.Encoder``).
 """
 
 from __future__ import annotations
@@ -62,9 +63,16 @@ class StaticEncoder:
 
     @classmethod
     def fit(
-        cls, texts: Sequence[str], dimension: int = 128, max_vocab: int = 8192, chunk: int = 4096
+        cls,
+        texts: Sequence[str],
+        dimension: int = 128,
+        max_vocab: int = 8192,
+        max_passages: int = 8192,
     ) -> StaticEncoder:
-        """Word vectors from `texts` (the corpus's passages), `dimension` wide at most."""
+        """Word vectors from `texts` (the corpus's passages; at most `max_passages` of them,
+        evenly spaced), `dimension` wide at most."""
+        if len(texts) > max_passages:
+            texts = [texts[i * len(texts) // max_passages] for i in range(max_passages)]
         splitter = _word_tokenizer({UNKNOWN: 0})
         documents = Counter()
         for text in texts:
@@ -83,19 +91,20 @@ class StaticEncoder:
                 frequency[vocabulary[word]] = count
         idf = np.log((1 + len(texts)) / (1 + frequency)) + 1.0  # scikit-learn's smooth IDF
         idf[0] = 0.0
-        # The right singular vectors of the TF-IDF matrix are the eigenvectors of its Gram
-        # matrix, accumulated a chunk of passages at a time.
-        gram = np.zeros((len(vocabulary), len(vocabulary)))
-        for start in range(0, len(texts), chunk):
-            rows = np.zeros((min(chunk, len(texts) - start), len(vocabulary)))
-            for row, text in enumerate(texts[start : start + chunk]):
-                ids = tokenizer.encode(text, add_special_tokens=False).ids
-                np.add.at(rows[row], ids, 1.0)
-            rows *= idf
-            norms = np.linalg.norm(rows, axis=1, keepdims=True)
-            rows /= np.where(norms > 0, norms, 1.0)
-            gram += rows.T @ rows
-        values, vectors = np.linalg.eigh(gram)
+        # The unit-length TF-IDF matrix, passages by words, and its right singular vectors,
+        # from the eigenvectors of whichever of its two Gram matrices is smaller.
+        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        rows = np.repeat(np.arange(len(texts)), [len(encoding.ids) for encoding in encodings])
+        words = np.concatenate([np.asarray(encoding.ids, dtype=np.int64) for encoding in encodings])
+        counts = np.bincount(rows * len(vocabulary) + words, minlength=len(texts) * len(vocabulary))
+        matrix = counts.reshape(len(texts), len(vocabulary)).astype(np.float64) * idf
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix /= np.where(norms > 0, norms, 1.0)
+        if len(vocabulary) <= len(texts):
+            values, vectors = np.linalg.eigh(matrix.T @ matrix)
+        else:
+            values, left = np.linalg.eigh(matrix @ matrix.T)
+            vectors = matrix.T @ left / np.sqrt(np.maximum(values, 1e-300))
         rank = int((values > values.max() * 1e-10).sum())
         top = vectors[:, ::-1][:, : min(dimension, rank)]
         top *= np.where(top.sum(axis=0) < 0, -1.0, 1.0)  # one sign per axis, on every machine
