@@ -151,7 +151,88 @@ def test_env_plays_a_real_layout_tree_from_the_kwarg_or_the_env_var(tmp_path, mo
             terminated = False
             while not terminated:
                 _, reward, terminated, _, info = env.step(info["expert_action"])
-            assert reward == 1.0 and info["won"]
+            # WebShop's files default to verl-agent's reward: 10 for a score of 1.
+            assert (reward, info["score"], info["won"]) == (10.0, 1.0, True)
+
+
+def many_goals_tree(directory, products=30):
+    """`products` products with 8 colours x 7 sizes each: 56 synthetic goals apiece."""
+    items, attributes = [], {}
+    for number in range(products):
+        asin = f"B{number:09d}"
+        items.append({
+            "asin": asin, "name": f"Acme Shirt {number}", "pricing": "$10.00",
+            "customization_options": {
+                "Size": [{"value": f"size {size}"} for size in range(7)],
+                "Color": [{"value": f"colour {colour}"} for colour in range(8)],
+            },
+            "full_description": "", "small_description": [], "category": "fashion",
+            "query": "shirt", "product_category": "Clothing",
+        })  # fmt: skip
+        attributes[asin] = {
+            "attributes": ["cotton"], "instruction": f"i want shirt {number}",
+            "instruction_attributes": ["cotton"],
+        }  # fmt: skip
+    return write_tree(directory, {**FILES, "items_shuffle_1000.json": items,
+                                  "items_ins_v2_1000.json": attributes})  # fmt: skip
+
+
+def test_webshop_files_default_to_its_split_of_synthetic_goals(tmp_path):
+    """WebShop's text env: synthetic goals in product order, each product's option names
+    sorted, then random.seed(233); random.shuffle(goals); test is goals[:500]; its baselines'
+    eval goals[500:1500]; verl-agent trains on goals[500:]."""
+    import itertools
+    import random
+
+    directory = many_goals_tree(tmp_path)
+    ours = {split: WebShopEnv(data_path=str(directory), split=split).goals for split in
+            ("test", "eval", "train", "all")}  # fmt: skip
+    expected = []
+    for number in range(30):  # option names sorted: color before size
+        for colour, size in itertools.product(range(8), range(7)):
+            expected.append((f"B{number:09d}", (f"colour {colour}", f"size {size}")))
+    state = random.getstate()
+    try:
+        random.seed(233)
+        random.shuffle(expected)
+    finally:
+        random.setstate(state)
+    as_pairs = {split: [(g.asin, g.options) for g in goals] for split, goals in ours.items()}
+    assert as_pairs["test"] == expected[:500]
+    assert as_pairs["eval"] == expected[500:1500]
+    assert as_pairs["train"] == expected[500:] and as_pairs["all"] == expected
+    env = WebShopEnv(data_path=str(directory), split="test")
+    assert (env.split_scheme, env.reward_mode) == ("webshop", "success")
+    with pytest.raises(ValueError, match="no task .* in the 'test' split"):
+        env.reset(options={"task": ours["train"][-1].task_id})
+
+
+def test_the_other_settings_stay_available(tmp_path):
+    directory = str(many_goals_tree(tmp_path))
+    human = WebShopEnv(data_path=directory, split="all", human_goals=True)
+    assert sorted(goal.task_id for goal in human.goals) == ["B000000001:h0", "B000000002:h0"]
+    hashed = WebShopEnv(data_path=directory, split="test", split_scheme="hash")
+    assert 0 < len(hashed.goals) < 1680 / 3
+    embedded = WebShopEnv(split="test")
+    assert (embedded.split_scheme, embedded.reward_mode) == ("hash", "score")
+    with pytest.raises(ValueError, match="hash split scheme has splits train, test, all"):
+        WebShopEnv(split="eval")
+    with pytest.raises(ValueError, match="unknown reward_mode 'won'"):
+        WebShopEnv(reward_mode="won")
+
+
+def test_the_success_reward_pays_only_a_perfect_purchase_and_reports_the_score(tmp_path):
+    env = WebShopEnv(split="test", reward_mode="success", success_reward=10.0, expert=True)
+    _, info = env.reset(options={"task": 0})
+    while info.get("expert_action"):
+        _, reward, terminated, _, info = env.step(info["expert_action"])
+    assert terminated and (reward, info["score"]) == (10.0, 1.0)
+    task = next(i for i, goal in enumerate(env.goals) if goal.options)
+    _, info = env.reset(options={"task": task})
+    while info["state_key"][1] != "item":  # to the goal product's page, no option chosen
+        _, _, _, _, info = env.step(info["expert_action"])
+    _, reward, terminated, _, info = env.step("<action>click[buy now]</action>")
+    assert terminated and reward == 0.0 and 0.0 < info["score"] < 1.0 and not info["won"]
 
 
 def test_gzipped_files_and_full_size_names_are_read(tmp_path):

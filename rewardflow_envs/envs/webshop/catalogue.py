@@ -37,9 +37,15 @@ PRODUCT_FILES = ("items_shuffle_1000.json", "items_shuffle.json")
 ATTRIBUTE_FILES = ("items_ins_v2_1000.json", "items_ins_v2.json")
 HUMAN_INSTRUCTION_FILES = ("items_human_ins.json",)
 
-SPLITS = ("train", "test", "all")
-# One goal in five is a test goal, decided by a hash of its id: fixed, and independent of
-# the order in which goals are read.
+SPLITS = ("train", "test", "eval", "all")
+# "webshop": WebShop's order (its goal list shuffled by random.seed(233)); test is the first 500
+# goals, eval the next 1,000 (WebShop's baselines), train every goal after the test ones
+# (verl-agent's, which GiGPO and RewardFlow train on). "hash": one goal in five is a test goal,
+# decided by a hash of its id, fixed and independent of the order goals are read in.
+SPLIT_SCHEMES = ("webshop", "hash")
+WEBSHOP_SHUFFLE_SEED = 233
+WEBSHOP_TEST_GOALS = 500
+WEBSHOP_EVAL_GOALS = 1000
 TEST_SHARE = 5
 # WebShop's default price for a product with no price.
 MISSING_PRICE = 100.0
@@ -100,17 +106,34 @@ class Catalogue:
         self.products = products
         self.goals = tuple(goals)
         self.source = source
-        self._splits = {
-            "all": self.goals,
-            "test": tuple(goal for goal in goals if split_of(goal.task_id) == "test"),
-            "train": tuple(goal for goal in goals if split_of(goal.task_id) == "train"),
-        }
         self._goals_by_id = {goal.task_id: goal for goal in goals}
+        self._splits: dict[tuple[str, str], tuple[Goal, ...]] = {}
 
-    def split(self, name: str) -> tuple[Goal, ...]:
-        if name not in self._splits:
+    def split(self, name: str, scheme: str = "hash") -> tuple[Goal, ...]:
+        """The goals of split `name` under `scheme` (see SPLIT_SCHEMES), in that split's order."""
+        if (name, scheme) not in self._splits:
+            self._splits[name, scheme] = self._split(name, scheme)
+        return self._splits[name, scheme]
+
+    def _split(self, name: str, scheme: str) -> tuple[Goal, ...]:
+        if scheme not in SPLIT_SCHEMES:
+            raise ValueError(f"unknown split scheme {scheme!r}; choose one of {SPLIT_SCHEMES}")
+        if scheme == "hash":
+            if name not in ("train", "test", "all"):
+                raise ValueError(f"the hash split scheme has splits train, test, all, not {name!r}")
+            return tuple(goal for goal in self.goals if name in ("all", split_of(goal.task_id)))
+        if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}; choose one of {SPLITS}")
-        return self._splits[name]
+        shuffled = list(self.goals)
+        random.Random(WEBSHOP_SHUFFLE_SEED).shuffle(shuffled)  # random.seed(233); shuffle
+        eval_end = WEBSHOP_TEST_GOALS + WEBSHOP_EVAL_GOALS
+        ranges = {
+            "test": slice(0, WEBSHOP_TEST_GOALS),
+            "eval": slice(WEBSHOP_TEST_GOALS, eval_end),
+            "train": slice(WEBSHOP_TEST_GOALS, None),
+            "all": slice(None),
+        }
+        return tuple(shuffled[ranges[name]])
 
     def goal(self, task_id: str) -> Goal | None:
         return self._goals_by_id.get(task_id)
@@ -307,8 +330,9 @@ def _synthetic_goals(products: dict[str, Product], raw: dict) -> list[Goal]:
         attributes = _as_strings(entry.get("instruction_attributes"))
         if not attributes:
             continue
-        names = [name for name, _ in product.options]
-        value_lists = [values for _, values in product.options]
+        # WebShop orders a goal's options by name.
+        names = sorted(name for name, _ in product.options)
+        value_lists = [dict(product.options)[name] for name in names]
         for number, combination in enumerate(itertools.product(*value_lists)):
             task_id = f"{asin}:s{number}"
             wanted = ", and ".join(

@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from rewardflow_envs.envs.webshop.catalogue import SPLITS, Goal, load_catalogue, split_of
+from rewardflow_envs.envs.webshop.catalogue import SPLITS, Goal, load_catalogue
 from rewardflow_envs.envs.webshop.expert import expert_action
 from rewardflow_envs.envs.webshop.reward import RewardBreakdown, purchase_reward
 from rewardflow_envs.envs.webshop.site import (
@@ -35,6 +35,7 @@ _ACTION = re.compile(r"(search|click)\s*\[(.*)\]", re.IGNORECASE | re.DOTALL)
 _INSTRUCTION_CHARS = 2_000
 _PAGE_CHARS = 20_000
 _ACTIONS_CHARS = 8_000
+REWARD_MODES = ("score", "success")
 
 
 def parse_action(response: str) -> tuple[str, str] | None:
@@ -51,8 +52,16 @@ def parse_action(response: str) -> tuple[str, str] | None:
 class WebShopEnv(gym.Env[str, str]):
     """A text WebShop (Yao et al. 2022): search, open products, choose options, buy.
 
-    The episode ends at "buy now" with WebShop's reward in [0, 1]; `won` is reward == 1.0.
-    Every other step, valid or not, gives 0 (`invalid_action_reward` for invalid ones).
+    The episode ends at "buy now", where WebShop scores the purchase in [0, 1]
+    (``info["score"]``) and `won` is score == 1.0. The reward of that step is the score
+    (``reward_mode="score"``) or `success_reward` when won and 0 otherwise
+    (``reward_mode="success"``, verl-agent's). Every other step, valid or not, gives 0
+    (`invalid_action_reward` for invalid ones).
+
+    With WebShop's own files (`data_path`) the defaults are the setting GiGPO and RewardFlow
+    report: synthetic goals, WebShop's split (its goals shuffled with seed 233, the first 500
+    are test) and the success reward. The embedded catalogue defaults to human goals, a hash
+    split and the score.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -61,7 +70,10 @@ class WebShopEnv(gym.Env[str, str]):
         self,
         split: str = "train",
         data_path: str | None = None,
-        human_goals: bool = True,
+        human_goals: bool | None = None,
+        split_scheme: str | None = None,
+        reward_mode: str | None = None,
+        success_reward: float = 10.0,
         expert: bool = False,
         invalid_action_reward: float = 0.0,
         render_mode: str | None = None,
@@ -71,11 +83,21 @@ class WebShopEnv(gym.Env[str, str]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unsupported render_mode {render_mode!r}; use 'ansi' or None")
         data_path = data_path if data_path is not None else os.environ.get(DATA_ENV_VAR)
+        webshop_files = data_path is not None
+        human_goals = (not webshop_files) if human_goals is None else bool(human_goals)
+        split_scheme = split_scheme or ("webshop" if webshop_files else "hash")
+        reward_mode = reward_mode or ("success" if webshop_files else "score")
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"unknown reward_mode {reward_mode!r}; choose one of {REWARD_MODES}")
         self.catalogue = load_catalogue(data_path, human_goals)
-        self.goals = self.catalogue.split(split)
+        self.goals = self.catalogue.split(split, split_scheme)
         if not self.goals:
             raise ValueError(f"the {split!r} split of {self.catalogue.source} has no goals")
+        self._split_ids = frozenset(goal.task_id for goal in self.goals)
         self.split = split
+        self.split_scheme = split_scheme
+        self.reward_mode = reward_mode
+        self.success_reward = float(success_reward)
         self.expert = expert
         self.invalid_action_reward = float(invalid_action_reward)
         self.render_mode = render_mode
@@ -118,14 +140,17 @@ class WebShopEnv(gym.Env[str, str]):
         valid = next_page is not None or breakdown is not None
         if next_page is not None:
             self._page = next_page
-        if breakdown is not None:
-            reward = breakdown.reward
-        else:
+        if breakdown is None:
             reward = 0.0 if valid else self.invalid_action_reward
+        elif self.reward_mode == "success":
+            reward = self.success_reward if breakdown.reward == 1.0 else 0.0
+        else:
+            reward = breakdown.reward
         self._observation = self._render_observation()
         info = self._info()
         info["action_valid"] = valid
         if breakdown is not None:
+            info["score"] = breakdown.reward
             info["reward_breakdown"] = breakdown.as_dict()
         return self._observation, float(reward), breakdown is not None, False, info
 
@@ -155,7 +180,7 @@ class WebShopEnv(gym.Env[str, str]):
                 )
             return self.goals[task]
         goal = self.catalogue.goal(str(task))
-        if goal is None or self.split not in ("all", split_of(goal.task_id)):
+        if goal is None or goal.task_id not in self._split_ids:
             raise ValueError(
                 f"no task {task!r} in the {self.split!r} split of {self.catalogue.source}"
             )
