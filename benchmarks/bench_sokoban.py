@@ -2,9 +2,10 @@
 
     python benchmarks/bench_sokoban.py [--resets 2000] [--steps 100000]
 
-Rooms are 6x6 with 1 box; RF-Sokoban-v0 uses search depth 30. gym-sokoban 0.0.6 has no search
-depth setting (its reverse play runs to depth 300, capped at 300,000 positions), so it is
-measured twice: as released, and with its reverse play cut to depth 30. A step of ours includes
+Rooms are 6x6 with 1 box. RF-Sokoban-v0 is measured with both its generators: gym-sokoban's
+rooms (the default), against gym-sokoban as released (its reverse play runs to depth 300,
+capped at 300,000 positions), and the "bounded" rooms at search depth 30, against gym-sokoban
+with its reverse play cut to depth 30. A step of ours includes
 building the text prompt; a step of gym-sokoban includes its RGB observation. gym-sokoban is
 optional (``pip install "rewardflow[compat]"``); without it only our numbers are printed.
 """
@@ -48,13 +49,14 @@ def time_steps(step: Callable[[int], bool], reset: Callable[[int], object], coun
     return count / elapsed
 
 
-def measure_ours(resets: int, steps: int) -> tuple[float, float]:
+def measure_ours(resets: int, steps: int, generator: str) -> tuple[float, float]:
     env = gymnasium.make(
         "rewardflow_envs:RF-Sokoban-v0",
         dim_room=DIM_ROOM,
         num_boxes=NUM_BOXES,
         search_depth=SEARCH_DEPTH,
         max_steps=MAX_STEPS,
+        generator=generator,
     )
 
     def step(direction: int) -> bool:
@@ -111,11 +113,14 @@ def main() -> None:
     parser.add_argument("--gym-steps", type=int, default=2_000, help="steps of gym-sokoban")
     args = parser.parse_args()
 
-    print(
-        f"{DIM_ROOM[0]}x{DIM_ROOM[1]} rooms, {NUM_BOXES} box, search depth {SEARCH_DEPTH}, "
-        "one process"
-    )
-    rows = [("RF-Sokoban-v0 (text prompt)", *measure_ours(args.resets, args.steps))]
+    print(f"{DIM_ROOM[0]}x{DIM_ROOM[1]} rooms, {NUM_BOXES} box, one process")
+    ours = {
+        "gym-sokoban": ("RF-Sokoban-v0, gym-sokoban rooms", None),
+        "bounded": (f"RF-Sokoban-v0, bounded, depth {SEARCH_DEPTH}", SEARCH_DEPTH),
+    }
+    rows = {key: (label, *measure_ours(args.resets, args.steps, key)) for key, (label, _) in
+            ours.items()}  # fmt: skip
+    theirs = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -123,21 +128,22 @@ def main() -> None:
         except ImportError as error:
             print(f'gym-sokoban is not installed ({error}); pip install "rewardflow[compat]"')
         else:
-            for label, depth in (("as released", None), (f"depth {SEARCH_DEPTH}", SEARCH_DEPTH)):
+            for key, (_, depth) in ours.items():
+                label = "as released" if depth is None else f"depth {depth}"
                 measured = measure_gym_sokoban(args.gym_resets, args.gym_steps, depth)
-                rows.append((f"gym-sokoban 0.0.6, {label} (rgb)", *measured))
+                theirs[key] = (f"gym-sokoban 0.0.6, {label} (rgb)", *measured)
 
-    print(f"{'':36} {'ms/reset':>10} {'resets/s':>10} {'steps/s':>10}")
-    for label, seconds_per_reset, steps_per_second in rows:
+    print(f"{'':40} {'ms/reset':>10} {'resets/s':>10} {'steps/s':>10}")
+    for label, seconds_per_reset, steps_per_second in [*rows.values(), *theirs.values()]:
         print(
-            f"{label:36} {seconds_per_reset * 1e3:10.3f} {1 / seconds_per_reset:10.0f} "
+            f"{label:40} {seconds_per_reset * 1e3:10.3f} {1 / seconds_per_reset:10.0f} "
             f"{steps_per_second:10.0f}"
         )
-    _, our_reset, our_step = rows[0]
-    for label, seconds_per_reset, steps_per_second in rows[1:]:
+    for key, (label, their_reset, their_step) in theirs.items():
+        our_label, our_reset, our_step = rows[key]
         print(
-            f"RF-Sokoban-v0 vs {label}: reset {seconds_per_reset / our_reset:.1f}x faster, "
-            f"step {our_step / steps_per_second:.1f}x faster"
+            f"{our_label} vs {label}: reset {their_reset / our_reset:.1f}x faster, "
+            f"step {our_step / their_step:.1f}x faster"
         )
 
 

@@ -140,14 +140,17 @@ def test_solver_handles_two_boxes():
 # ---------------------------------------------------------------- generator
 
 
-def test_every_generated_room_is_solvable_within_max_steps():
-    env = SokobanEnv()
+@pytest.mark.parametrize("generator", ["gym-sokoban", "bounded"])
+def test_every_generated_room_is_solvable(generator):
+    """Both generators play in reverse from the solved room; "bounded" also keeps the start
+    within max_steps moves (gym-sokoban's, on 6x6 with one box, needed at most 13 in 2,000)."""
+    env = SokobanEnv(generator=generator)
     for seed in range(1000):
         env.reset(seed=seed)
         room = env.room
         assert not set(room.boxes) & set(room.targets), f"seed {seed} starts with a box placed"
-        moves = solve(room, max_moves=env.max_steps)
-        assert moves, f"seed {seed} cannot be solved within {env.max_steps} moves"
+        moves = solve(room, max_moves=env.max_steps if generator == "bounded" else None)
+        assert moves, f"seed {seed} cannot be solved"
         assert replay(room, moves).won
 
 
@@ -164,7 +167,9 @@ def test_generated_rooms_match_the_plain_search_and_vary():
 
 @pytest.mark.parametrize(("dim_room", "num_boxes", "max_steps"), [((7, 7), 2, 20), ((8, 6), 3, 30)])
 def test_multi_box_rooms_are_solvable_within_max_steps(dim_room, num_boxes, max_steps):
-    env = SokobanEnv(dim_room=dim_room, num_boxes=num_boxes, max_steps=max_steps)
+    env = SokobanEnv(
+        dim_room=dim_room, num_boxes=num_boxes, max_steps=max_steps, generator="bounded"
+    )
     for seed in range(10):
         env.reset(seed=seed)
         room = env.room
@@ -173,7 +178,7 @@ def test_multi_box_rooms_are_solvable_within_max_steps(dim_room, num_boxes, max_
 
 
 def test_search_depth_bounds_the_solution_length():
-    env = SokobanEnv(search_depth=3, max_steps=15)
+    env = SokobanEnv(search_depth=3, max_steps=15, generator="bounded")
     for seed in range(30):
         env.reset(seed=seed)
         assert solve(env.room, max_moves=3) is not None
@@ -369,6 +374,17 @@ def test_task_id_round_trips_after_unseeded_reset():
     env.reset(seed=1)
     observation, info = env.reset()
     assert SokobanEnv().reset(options={"task": info["task_id"]}) == (observation, info)
+
+
+def test_the_task_id_names_the_generator():
+    bounded = SokobanEnv(generator="bounded")
+    _, info = bounded.reset(seed=4)
+    assert info["task_id"] == "sokoban-6x6-b1-seed4-bounded"
+    assert SokobanEnv(generator="bounded").reset(options={"task": info["task_id"]})[1] == info
+    with pytest.raises(ValueError, match="from the bounded generator; this env makes"):
+        SokobanEnv().reset(options={"task": info["task_id"]})
+    with pytest.raises(ValueError, match="generator must be one of"):
+        SokobanEnv(generator="boxoban")
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,8 @@ CONFIG = ROOT / "examples" / "configs" / "sokoban_cpu.yaml"
 
 # A run small enough for a test: a 1-layer model, 2 tasks x 2 members, 3-step episodes.
 TINY = [
-    "env.kwargs={dim_room: [5, 5], num_boxes: 1, max_steps: 3, search_depth: 10}",
+    "env.kwargs={dim_room: [5, 5], num_boxes: 1, max_steps: 3, search_depth: 10,"
+    " generator: bounded}",
     "model.tiny={hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64,"
     " vocab_size: 400, context_length: 512, tokenizer_episodes: 6}",
     "warmup.episodes=4",

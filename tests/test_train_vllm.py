@@ -125,7 +125,8 @@ def test_each_rank_syncs_its_own_engine_from_zero3_shards(tmp_path, model_dir):
 # Whole runs with rollout.backend=vllm.
 
 VLLM_RUN = [
-    "env.kwargs={dim_room: [5, 5], num_boxes: 1, max_steps: 3, search_depth: 10}",
+    "env.kwargs={dim_room: [5, 5], num_boxes: 1, max_steps: 3, search_depth: 10,"
+    " generator: bounded}",
     "model.tiny={hidden_size: 64, num_layers: 1, num_heads: 2, intermediate_size: 64,"
     " vocab_size: 400, context_length: 512, tokenizer_episodes: 6}",
     "warmup.episodes=4",

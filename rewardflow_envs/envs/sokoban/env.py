@@ -11,8 +11,9 @@ import gymnasium
 import numpy as np
 from gymnasium.utils import seeding
 
+from rewardflow_envs.envs.sokoban import generator as bounded_rooms
+from rewardflow_envs.envs.sokoban import gym_sokoban_rooms
 from rewardflow_envs.envs.sokoban.game import STEP_PENALTY, MoveResult, SokobanGame
-from rewardflow_envs.envs.sokoban.generator import generate_room
 from rewardflow_envs.envs.sokoban.prompt import (
     ADMISSIBLE_ACTIONS,
     history_line,
@@ -24,7 +25,8 @@ from rewardflow_envs.envs.sokoban.room import DIRECTIONS, Room
 from rewardflow_envs.envs.sokoban.solver import solve
 from rewardflow_envs.text import ACTION_MAX_LENGTH, OBSERVATION_MAX_LENGTH, text_space
 
-_TASK_ID = re.compile(r"sokoban-([0-9]+)x([0-9]+)-b([0-9]+)-seed([0-9]+)")
+_TASK_ID = re.compile(r"sokoban-([0-9]+)x([0-9]+)-b([0-9]+)-seed([0-9]+)(-bounded)?")
+GENERATORS = ("gym-sokoban", "bounded")
 _DECIMAL = re.compile(r"[0-9]+")
 # Generous bounds on the prompt's fixed text and on one history line, to check the space limit.
 _PROMPT_OVERHEAD = 2_000
@@ -43,9 +45,14 @@ class SokobanEnv(gymnasium.Env[str, str]):
     Args:
         dim_room: (height, width) of generated rooms, walls included.
         num_boxes: boxes (and targets) per room.
-        max_steps: responses per episode; every generated room is solvable within it.
-        search_depth: moves of reverse play when generating a room (the start is at most
-            min(search_depth, max_steps) moves from solved).
+        max_steps: responses per episode.
+        generator: "gym-sokoban", rooms drawn as gym-sokoban draws them (its random walk and
+            depth-first reverse play scored by pulls times box displacement; see
+            ``gym_sokoban_rooms``), the distribution of the papers' Sokoban results; or
+            "bounded", breadth-first reverse play keeping the most displaced start within
+            min(search_depth, max_steps) moves, so that every room is solvable within
+            `max_steps` (harder rooms: see docs/envs/sokoban.md).
+        search_depth: moves of reverse play of the "bounded" generator.
         history_length: how many previous steps (action, valid or not, result) the prompt shows.
         render_mode: None, "ansi" (the grid text) or "rgb_array" (16x16 pixels per cell).
         expert: put ``info["expert_action"]``, the next move of a shortest solution as a
@@ -67,6 +74,7 @@ class SokobanEnv(gymnasium.Env[str, str]):
         max_steps: int = 15,
         search_depth: int = 30,
         history_length: int = 0,
+        generator: str = "gym-sokoban",
         render_mode: str | None = None,
         expert: bool = False,
     ) -> None:
@@ -79,6 +87,9 @@ class SokobanEnv(gymnasium.Env[str, str]):
         self.num_boxes = _positive_int("num_boxes", num_boxes, 1)
         self.max_steps = _positive_int("max_steps", max_steps, 1)
         self.search_depth = _positive_int("search_depth", search_depth, 1)
+        if generator not in GENERATORS:
+            raise ValueError(f"generator must be one of {GENERATORS}, got {generator!r}")
+        self.generator = generator
         self.history_length = _positive_int("history_length", history_length, 0)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -123,11 +134,10 @@ class SokobanEnv(gymnasium.Env[str, str]):
             # The room comes from the env's generator seeded by the task, so a task is a seed.
             if "task" in options or seed is None:
                 self._np_random, self._np_random_seed = seeding.np_random(task_seed)
-            room = generate_room(
-                self.np_random, self.dim_room, self.num_boxes, self.search_depth, self.max_steps
-            )
+            room = self._generate_room()
             height, width = self.dim_room
-            self._task_id = f"sokoban-{height}x{width}-b{self.num_boxes}-seed{task_seed}"
+            suffix = "-bounded" if self.generator == "bounded" else ""
+            self._task_id = f"sokoban-{height}x{width}-b{self.num_boxes}-seed{task_seed}{suffix}"
         self._game = SokobanGame(room)
         self._steps = 0
         self._history.clear()
@@ -167,15 +177,28 @@ class SokobanEnv(gymnasium.Env[str, str]):
             raise gymnasium.error.ResetNeeded("call reset() before step() or render()")
         return self._game
 
+    def _generate_room(self) -> Room:
+        if self.generator == "bounded":
+            return bounded_rooms.generate_room(
+                self.np_random, self.dim_room, self.num_boxes, self.search_depth, self.max_steps
+            )
+        return gym_sokoban_rooms.generate_room(self.np_random, self.dim_room, self.num_boxes)
+
     def _task_seed(self, task: Any) -> int:
         if isinstance(task, str) and _DECIMAL.fullmatch(task.strip()):
             return int(task.strip())
         if isinstance(task, str) and (match := _TASK_ID.fullmatch(task.strip())):
-            height, width, boxes, task_seed = (int(group) for group in match.groups())
-            if (height, width, boxes) != (*self.dim_room, self.num_boxes):
+            height, width, boxes, task_seed = (int(group) for group in match.groups()[:4])
+            generator = "bounded" if match.group(5) else "gym-sokoban"
+            if (height, width, boxes, generator) != (
+                *self.dim_room,
+                self.num_boxes,
+                self.generator,
+            ):
                 raise ValueError(
-                    f"task {task!r} is for {height}x{width} rooms with {boxes} box(es); this env "
-                    f"makes {self.dim_room[0]}x{self.dim_room[1]} rooms with {self.num_boxes}"
+                    f"task {task!r} is for {height}x{width} rooms with {boxes} box(es) from the "
+                    f"{generator} generator; this env makes {self.dim_room[0]}x{self.dim_room[1]} "
+                    f"rooms with {self.num_boxes} from the {self.generator} generator"
                 )
             return task_seed
         if isinstance(task, (int, np.integer)) and not isinstance(task, bool) and task >= 0:
