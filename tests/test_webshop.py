@@ -281,6 +281,22 @@ def test_embedded_catalogue_splits_are_fixed_and_disjoint():
     assert len({product.category for product in catalogue.products.values()}) >= 4
 
 
+def test_shipped_products_have_every_field_webshops_loader_reads():
+    """web_agent_site/engine/engine.py's load_products indexes these keys of every product."""
+    import gzip
+    import json
+
+    with gzip.open(EMBEDDED_DATA_DIR / "items_shuffle.json.gz", "rt", encoding="utf-8") as file:
+        products = json.load(file)
+    read = ("asin", "category", "query", "product_category", "name", "full_description",
+            "small_description", "pricing", "customization_options", "images")  # fmt: skip
+    for product in products:
+        assert set(read) <= set(product), product["asin"]
+        assert isinstance(product["images"], list) and product["images"], product["asin"]
+        for values in product["customization_options"].values():
+            assert all("value" in value for value in values)
+
+
 def test_shipped_catalogue_is_what_the_generator_makes():
     import gzip
     import json

@@ -215,6 +215,8 @@ def _product(
         "category": spec.category,
         "query": spec.query,
         "product_category": spec.product_category,
+        # WebShop's loader reads images[0] as the main image; there is none here.
+        "images": [""],
     }
     synthetic = {
         "attributes": attributes,
