@@ -14,6 +14,7 @@ pytest.importorskip("alfworld")
 from rewardflow_envs.envs.alfworld import ALFWorldEnv, DatasetError  # noqa: E402
 from rewardflow_envs.envs.alfworld.game import game_data  # noqa: E402
 from rewardflow_envs.envs.alfworld.generator import SceneSampler, load_floor_plan  # noqa: E402
+from rewardflow_envs.envs.alfworld.tasks import load_real  # noqa: E402
 
 pytestmark = pytest.mark.alfworld
 
@@ -93,17 +94,34 @@ def test_tree_without_splits_says_what_is_missing(tmp_path):
         ALFWorldEnv(split="train", data_path=tmp_path)
 
 
-def test_missing_split_and_missing_game_file_are_named(alfworld_tree):
+def test_a_missing_split_is_named(alfworld_tree):
     (alfworld_tree / "valid_seen").rename(alfworld_tree / "renamed")
     with pytest.raises(DatasetError, match="no 'valid_seen' split"):
         ALFWorldEnv(split="valid_seen", data_path=alfworld_tree)
-    game_file = next((alfworld_tree / "train").glob("*/*/game.tw-pddl"))
-    game_file.unlink()
-    with pytest.raises(
-        DatasetError,
-        match=re.escape(str(game_file.parent)) + ".*no game.tw-pddl.*alfworld-generate",
-    ):
-        ALFWorldEnv(split="train", data_path=alfworld_tree)
+
+
+def test_trials_without_a_game_file_are_left_out_as_alfworld_does(alfworld_tree, sampled_tasks):
+    simple, _ = sampled_tasks
+    second = write_trial(alfworld_tree / "train", simple, 2, trial="trial_T20190001_000000_000002")
+    (second / "game.tw-pddl").unlink()
+    with pytest.warns(UserWarning, match=r"1 trial\(s\) have traj_data.json but no game.tw-pddl"):
+        env = ALFWorldEnv(split="train", data_path=alfworld_tree)
+    assert len(env.tasks) == 1
+    next((alfworld_tree / "train").glob("*/*/game.tw-pddl")).unlink()
+    with pytest.raises(DatasetError, match=r"2 trial\(s\) .*no game.tw-pddl.*alfworld-generate"):
+        load_real(alfworld_tree, "train")  # the env keeps the tasks it read: ask the loader
+
+
+def test_games_not_marked_solvable_are_left_out_as_alfworld_does(alfworld_tree, sampled_tasks):
+    simple, light = sampled_tasks
+    split = alfworld_tree / "valid_seen"
+    write_trial(split, simple, 2, trial="trial_T20190001_000000_000003", solvable=None)
+    no_key = write_trial(split, simple, 3, trial="trial_T20190001_000000_000004")
+    game = json.loads((no_key / "game.tw-pddl").read_text())
+    del game["solvable"]
+    (no_key / "game.tw-pddl").write_text(json.dumps(game))
+    env = ALFWorldEnv(split="valid_seen", data_path=alfworld_tree)
+    assert [task.task_type for task in env.tasks] == [light.task_type]
 
 
 def test_malformed_game_file_is_named(alfworld_tree):

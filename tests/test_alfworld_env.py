@@ -53,8 +53,11 @@ def test_generated_split_sizes_and_balance():
         counts = {kind: sum(t.task_type == kind for t in tasks) for kind in TASK_TYPES}
         assert counts == dict.fromkeys(TASK_TYPES, per_type)
         assert len({t.task_id for t in tasks}) == len(tasks)
-    # Valid tasks are in floor plans that no training task uses.
+    # Valid tasks are in floor plans that no training task uses, and no training task is in a
+    # scene that ALFWorld's valid_unseen games use.
     assert not {t.scene for t in train} & {t.scene for t in VALID_TASKS}
+    held_out = {"FloorPlan10", "FloorPlan219", "FloorPlan308", "FloorPlan424"}
+    assert not {t.scene for t in train} & held_out
 
 
 def test_gymnasium_env_checker():
@@ -184,6 +187,15 @@ def test_pass_invalid_commands_plays_them_in_the_game():
     assert step_info["action_valid"] is False and reward == -0.5
     assert step_info["state_key"] == info["state_key"]
     env.close()
+
+
+def test_a_won_episode_pays_once_and_then_asks_for_a_reset(env):
+    won, steps, rewards, infos = play_expert(env, ONE_PER_TYPE[1])
+    assert won and rewards[-1] == 10.0
+    with pytest.raises(gymnasium.error.ResetNeeded, match="won and over: call reset"):
+        env.step(infos[-1].get("expert_action", act("look")))
+    env.reset(options={"task": ONE_PER_TYPE[1]})  # a reset starts the game again
+    assert play_expert(env, ONE_PER_TYPE[1])[0]
 
 
 def test_custom_win_reward(env):

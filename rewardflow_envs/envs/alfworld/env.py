@@ -47,6 +47,7 @@ class ALFWorldEnv(gymnasium.Env[str, str]):
         history_length: how many previous steps the prompt shows, each as the feedback the
             model saw and the command it gave.
         win_reward: reward of the step that wins the game (all other valid steps give 0).
+            The episode ends there: a step after it raises ``ResetNeeded``.
         invalid_action_reward: reward of a response that is not an admissible command.
         pass_invalid_commands: play a readable but non-admissible command in the game as
             ALFWorld does ("Nothing happens."), instead of answering without playing it.
@@ -133,6 +134,8 @@ class ALFWorldEnv(gymnasium.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._task is None:
             raise gymnasium.error.ResetNeeded("call reset() before step()")
+        if self._key[0]:  # a won game pays once: its episode is over
+            raise gymnasium.error.ResetNeeded("the episode is won and over: call reset()")
         command = parse_command(action)
         if self.history_length:
             self._history.append(history_entry(self._feedback, command))

@@ -4,8 +4,10 @@ Each floor plan lists its object types (``FloorPlanN-objects.json``) and its rec
 the pose from which the agent reaches them (``FloorPlanN-openable.json``). A task places the
 objects of one floor plan in receptacles that can hold them, picks a goal of one of the six
 ALFWorld task types, writes the PDDL problem the ALFWorld domain plays, and is kept only if
-ALFWorld's hand-coded expert wins it. Valid tasks use the floor plans ALFRED holds out of
-training (scenes 1-6 of each room), so they are unseen scenes as in ``valid_unseen``.
+ALFWorld's hand-coded expert wins it. Valid tasks use only scenes that no train task uses: the
+floor plans ALFRED holds out of training (scenes 1-6 of each room) and the four scenes of
+ALFWorld's ``valid_unseen`` split (FloorPlan10, 219, 308 and 424, which ALFRED's constants list
+among its training scenes), so ``valid`` means unseen scenes as ``valid_unseen`` does.
 
 Run ``python -m rewardflow_envs.envs.alfworld.generator`` to rebuild the shipped task file.
 """
@@ -24,6 +26,8 @@ from pathlib import Path
 from rewardflow_envs.envs.alfworld.game import require_engine
 from rewardflow_envs.envs.alfworld.tasks import DEFAULT_DATA_FILE, TASK_TYPES, Task
 
+# The scenes of ALFWorld's valid_unseen games (json_2.1.1/valid_unseen).
+VALID_UNSEEN_SCENES = (10, 219, 308, 424)
 TRAIN_TASKS_PER_TYPE = 60
 VALID_TASKS_PER_TYPE = 12
 
@@ -150,8 +154,12 @@ def load_floor_plan(number: int) -> FloorPlan:
 
 
 def scene_numbers(split: str) -> list[int]:
+    """The floor plans of a generated split ("train" or "valid"); no scene is in both."""
     constants = _constants()
-    numbers = constants.TRAIN_SCENE_NUMBERS if split == "train" else constants.TEST_SCENE_NUMBERS
+    if split == "train":
+        numbers = [n for n in constants.TRAIN_SCENE_NUMBERS if n not in VALID_UNSEEN_SCENES]
+    else:
+        numbers = sorted({*constants.TEST_SCENE_NUMBERS, *VALID_UNSEEN_SCENES})
     layouts = _layouts_dir()
     return [n for n in numbers if (layouts / f"FloorPlan{n}-openable.json").is_file()]
 

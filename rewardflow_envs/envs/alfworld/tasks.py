@@ -10,6 +10,7 @@ import dataclasses
 import gzip
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,9 @@ def load_real(data_path: Path, split: str) -> list[Task]:
     """The playable games of one split of the real ALFWorld tree (json_2.1.1 layout).
 
     Each game is a trial directory with ``traj_data.json`` and ``game.tw-pddl`` (made by
-    ``alfworld-generate``). As in ALFWorld, games marked unsolvable and the movable-receptacle
-    and sliced variants are left out.
+    ``alfworld-generate``). As in ALFWorld's ``AlfredTWEnv.collect_game_files``, a trial without
+    ``game.tw-pddl``, a game not marked ``"solvable": true`` and the movable-receptacle and
+    sliced variants are left out; a warning counts the trials left out for a missing game file.
     """
     if split not in REAL_SPLITS:
         raise ValueError(f"split must be one of {REAL_SPLITS} for the real dataset, got {split!r}")
@@ -117,7 +119,7 @@ def load_real(data_path: Path, split: str) -> list[Task]:
     split_dir = root / split
     if not split_dir.is_dir():
         raise DatasetError(f"ALFWorld data path {root} has no {split!r} split directory")
-    tasks = []
+    tasks, without_game = [], []
     trial_files = sorted(split_dir.glob("*/*/traj_data.json"))
     for traj_file in trial_files:
         trial = traj_file.parent
@@ -125,9 +127,8 @@ def load_real(data_path: Path, split: str) -> list[Task]:
             continue
         game_file = trial / "game.tw-pddl"
         if not game_file.is_file():
-            raise DatasetError(
-                f"{trial} has traj_data.json but no game.tw-pddl; run alfworld-generate on the tree"
-            )
+            without_game.append(trial)
+            continue
         try:
             traj = json.loads(traj_file.read_text())
             game = json.loads(game_file.read_text())
@@ -137,7 +138,7 @@ def load_real(data_path: Path, split: str) -> list[Task]:
             goal = _goal_sentence(game["grammar"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise DatasetError(f"malformed ALFWorld game in {trial}: {error!r}") from error
-        if task_type not in TASK_TYPES or game.get("solvable") is False:
+        if task_type not in TASK_TYPES or game.get("solvable") is not True:
             continue
         tasks.append(
             Task(
@@ -149,11 +150,19 @@ def load_real(data_path: Path, split: str) -> list[Task]:
                 scene=f"FloorPlan{traj.get('scene', {}).get('scene_num', '')}",
             )
         )
+    missing = ""
+    if without_game:
+        missing = (
+            f"{len(without_game)} trial(s) have traj_data.json but no game.tw-pddl (first: "
+            f"{without_game[0]}); run alfworld-generate on the tree"
+        )
     if not tasks:
         raise DatasetError(
             f"no playable games in {split_dir}: expected <task>/<trial>/traj_data.json with "
-            "game.tw-pddl next to it"
+            f"a solvable game.tw-pddl next to it" + (f"; {missing}" if missing else "")
         )
+    if missing:
+        warnings.warn(f"{split_dir}: left out, as alfworld does: {missing}", stacklevel=3)
     return tasks
 
 
