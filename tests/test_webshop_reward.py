@@ -14,6 +14,16 @@ from rewardflow_envs.envs.webshop.reward import (  # noqa: E402
     type_reward,
 )
 
+
+@pytest.fixture(autouse=True)
+def fallback_nouns(monkeypatch):
+    """The expected values below are the fallback nouns'; where spaCy's model is installed the
+    tagger would be used, so the tests that want it say so."""
+    from rewardflow_envs.envs.webshop import reward
+
+    monkeypatch.setattr(reward, "_tagger", lambda: None)
+
+
 SHIRT = Product(
     asin="B0SHIRT001",
     title="Northwind Cotton Crew Neck T-Shirt, Slim Fit",
@@ -224,12 +234,12 @@ def test_env_reward_matches_the_formula_for_a_wrong_option():
     assert info["won"] is False and info["reward_breakdown"]["options_matched"] == 1
 
 
-def test_the_fallback_nouns_give_the_taggers_type_reward_on_the_shipped_catalogue():
+def test_the_fallback_nouns_give_the_taggers_type_reward_on_the_shipped_catalogue(monkeypatch):
     """Where spaCy's en_core_web_sm is installed: the tagger's nouns and the fallback give the
     same r_type for every goal product against every product of its category and the next."""
     spacy = pytest.importorskip("spacy")
     try:
-        spacy.load("en_core_web_sm")
+        tagger = spacy.load("en_core_web_sm")
     except OSError:
         pytest.skip("en_core_web_sm is not installed")
     from rewardflow_envs.envs.webshop import reward
@@ -237,13 +247,8 @@ def test_the_fallback_nouns_give_the_taggers_type_reward_on_the_shipped_catalogu
 
     products = list(load_catalogue(None, True).products.values())
     pairs = [(a, b) for i, a in enumerate(products) for b in products[i : i + 60]]
+    fallback = [reward.type_reward(b, a) for a, b in pairs]
+    monkeypatch.setattr(reward, "_tagger", lambda: tagger)
     tagged = [reward.type_reward(b, a) for a, b in pairs]
-    reward._tagger.cache_clear()
-    original = reward._tagger
-    try:
-        reward._tagger = lambda: None
-        fallback = [reward.type_reward(b, a) for a, b in pairs]
-    finally:
-        reward._tagger = original
     agree = sum(x == y for x, y in zip(tagged, fallback, strict=True)) / len(pairs)
     assert agree == 1.0, f"r_type agrees on {agree:.3f} of {len(pairs)} pairs"
