@@ -58,13 +58,14 @@ def init_distributed(config: DeepSpeedConfig) -> Dist:
     import torch.distributed as dist
 
     if "RANK" not in os.environ:
-        os.environ.update(
+        _GROUP_OF_ONE.update(
             RANK="0",
             WORLD_SIZE="1",
             LOCAL_RANK="0",
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(_free_port()),
         )
+        os.environ.update(_GROUP_OF_ONE)
     use_cuda = torch.cuda.is_available()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
@@ -84,6 +85,22 @@ def init_distributed(config: DeepSpeedConfig) -> Dist:
 
 
 _host_group = None
+# The launcher variables a plain `python` run set for itself, removed again at shutdown.
+_GROUP_OF_ONE: dict[str, str] = {}
+
+
+def shutdown_distributed() -> None:
+    """Destroy every process group before the process exits: a process that exits with live
+    gloo groups can abort in their threads ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    global _host_group
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _host_group = None
+    for name in _GROUP_OF_ONE:
+        os.environ.pop(name, None)
+    _GROUP_OF_ONE.clear()
 
 
 def host_group():

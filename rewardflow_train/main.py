@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, MissingExtraError, ContextLengthError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if "torch.distributed" in sys.modules:
+            from rewardflow_train.distributed import shutdown_distributed
+
+            shutdown_distributed()
     return 0
 
 

@@ -128,6 +128,22 @@ def test_a_model_dir_without_config_json_is_rejected(tmp_path, capsys):
     assert "is not an HF model directory (no config.json in it)" in capsys.readouterr().err
 
 
+def test_a_run_that_ends_leaves_no_process_group_behind(tmp_path, capsys):
+    """A process that exits with live gloo groups can abort in their threads (SIGABRT,
+    "terminate called without an active exception"): main tears them down, refused or not."""
+    import torch.distributed as dist
+
+    launcher_variables = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    before = {name: os.environ.get(name) for name in launcher_variables}
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("")
+    assert main(["--config", str(CONFIG), f"output_dir={out}", *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert not dist.is_initialized()
+    assert {name: os.environ.get(name) for name in launcher_variables} == before
+
+
 @pytest.mark.slow
 def test_generation_longer_than_the_context_is_a_clear_error(tmp_path):
     result = run_python(tmp_path / "run", "warmup.enabled=false", "model.tiny.context_length=64")
