@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from rewardflow_envs.envs.search.dataset import SearchDataset
-from rewardflow_envs.envs.search.static_encoder import StaticEncoder, is_static_encoder
+from rewardflow_envs.envs.search.static_encoder import StaticEncoder
 from rewardflow_envs.extras import require
 
 IndexKind = Literal["flat", "ivf", "hnsw"]
@@ -43,15 +43,22 @@ _LEGACY_POOLING_KEYS = {
 }
 
 
+def _sentence_transformers_modules(folder: Path) -> dict[str, Path]:
+    """The folder of each module a sentence-transformers `modules.json` lists, by class name
+    (e.g. "Transformer", "Pooling", "StaticEmbedding"); none for a plain Hugging Face folder."""
+    path = folder / "modules.json"
+    if not path.is_file():
+        return {}
+    return {
+        module["type"].rsplit(".", 1)[-1]: folder / module.get("path", "")
+        for module in json.loads(path.read_text("utf-8"))
+    }
+
+
 def _sentence_transformers_layout(folder: Path) -> tuple[Path, str]:
     """(the transformer's folder, the pooling) as a sentence-transformers `modules.json` says;
     (`folder`, mean) for a plain Hugging Face folder."""
-    if not (folder / "modules.json").is_file():
-        return folder, "mean"
-    modules = {
-        module["type"].rsplit(".", 1)[-1]: folder / module.get("path", "")
-        for module in json.loads((folder / "modules.json").read_text("utf-8"))
-    }
+    modules = _sentence_transformers_modules(folder)
     transformer = modules.get("Transformer", folder)
     if "Pooling" not in modules:
         return transformer, "mean"
@@ -145,7 +152,7 @@ def load_encoder(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"encoder folder {folder} does not exist")
-    if is_static_encoder(folder):
+    if "StaticEmbedding" in _sentence_transformers_modules(folder):
         return StaticEncoder.load(folder)
     return Encoder(folder, max_length, batch_size, device=device)
 
@@ -224,15 +231,7 @@ class DenseSearch:
         return [position for position, _ in self.scored_search(query, k)]
 
 
-_CORPUS_ENCODERS: dict[str, StaticEncoder] = {}
-
-
-def corpus_encoder(dataset: SearchDataset) -> StaticEncoder:
-    """The static encoder fitted on `dataset`'s corpus, once per process."""
-    if dataset.fingerprint not in _CORPUS_ENCODERS:
-        texts = [passage.contents for passage in dataset.passages]
-        _CORPUS_ENCODERS[dataset.fingerprint] = StaticEncoder.fit(texts)
-    return _CORPUS_ENCODERS[dataset.fingerprint]
+_DENSE_SEARCHES: dict[tuple, DenseSearch] = {}
 
 
 def dense_search(
@@ -243,13 +242,21 @@ def dense_search(
     **encoder_options,
 ) -> DenseSearch:
     """Dense retrieval over `dataset`'s corpus: the `encoder` folder (default: a static encoder
-    fitted on the corpus) and the `index` file (default: a Flat index built here, in memory)."""
-    model = corpus_encoder(dataset) if encoder is None else load_encoder(encoder, **encoder_options)
-    if index is None:
+    fitted on the corpus) and the `index` file (default: a Flat index built here, in memory).
+    Made once per process for each setting, and shared by every env on it (as BM25 is)."""
+    key = (dataset.fingerprint, encoder and str(encoder), index and str(index), faiss_gpu,
+           tuple(sorted(encoder_options.items())))  # fmt: skip
+    if key not in _DENSE_SEARCHES:
         contents = [passage.contents for passage in dataset.passages]
-        faiss_index = build_index(model.encode(contents, "passage"), "flat")
-    else:
-        faiss_index = load_index(index)
-    return DenseSearch(
-        on_gpus(faiss_index) if faiss_gpu else faiss_index, model, len(dataset.passages)
-    )
+        if encoder is None:
+            model = StaticEncoder.fit(contents)
+        else:
+            model = load_encoder(encoder, **encoder_options)
+        if index is None:
+            faiss_index = build_index(model.encode(contents, "passage"), "flat")
+        else:
+            faiss_index = load_index(index)
+        _DENSE_SEARCHES[key] = DenseSearch(
+            on_gpus(faiss_index) if faiss_gpu else faiss_index, model, len(dataset.passages)
+        )
+    return _DENSE_SEARCHES[key]

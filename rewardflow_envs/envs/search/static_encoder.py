@@ -42,14 +42,6 @@ def _word_tokenizer(vocabulary: dict[str, int]):
     return tokenizer
 
 
-def is_static_encoder(folder: Path) -> bool:
-    modules = folder / "modules.json"
-    if not modules.is_file():
-        return False
-    types = [module.get("type", "") for module in json.loads(modules.read_text("utf-8"))]
-    return bool(types) and types[0].rsplit(".", 1)[-1] == "StaticEmbedding"
-
-
 class StaticEncoder:
     prefixes = False  # e5's "query: " / "passage: " would only add two words to every text
 
