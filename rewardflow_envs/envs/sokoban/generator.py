@@ -61,13 +61,7 @@ def generate_room(
         start = _reverse_play(rng, (~floor).tolist(), width, [int(t) for t in targets], depth)
         if start is not None:
             player, boxes = start
-            return Room(
-                shape=(height, width),
-                walls=tuple(divmod(int(cell), width) for cell in np.flatnonzero(~floor)),
-                targets=tuple(divmod(int(cell), width) for cell in targets),
-                boxes=tuple(divmod(cell, width) for cell in sorted(boxes)),
-                player=divmod(player, width),
-            )
+            return Room.from_flat((height, width), floor.tolist(), targets, boxes, player)
     raise ValueError(
         f"could not generate a {height}x{width} room with {num_boxes} box(es) in "
         f"{MAX_TOPOLOGY_TRIES} tries; use a larger dim_room or fewer boxes"

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rewardflow_envs.envs.sokoban.generator import WALK_DIRECTIONS, WALK_MASKS
+from rewardflow_envs.envs.sokoban.generator import TURN_PROBABILITY, WALK_DIRECTIONS, WALK_MASKS
 from rewardflow_envs.envs.sokoban.room import Room
 
-TURN_PROBABILITY = 0.35
 TOPOLOGY_TRIES = 4
 SEARCH_TTL = 300
 MAX_EXPLORED = 300_000
@@ -52,12 +51,8 @@ def generate_room(rng: np.random.Generator, dim_room: tuple[int, int], num_boxes
             start = _reverse_play((~floor).ravel().tolist(), width, player, targets)
             if start is not None:
                 player, boxes = start
-                return Room(
-                    shape=(height, width),
-                    walls=tuple(divmod(int(c), width) for c in np.flatnonzero(~floor.ravel())),
-                    targets=tuple(divmod(t, width) for t in targets),
-                    boxes=tuple(divmod(b, width) for b in boxes),
-                    player=divmod(player, width),
+                return Room.from_flat(
+                    (height, width), floor.ravel().tolist(), targets, boxes, player
                 )
     raise ValueError(
         f"could not generate a {height}x{width} room with {num_boxes} box(es) the way gym-sokoban "

@@ -60,6 +60,26 @@ class Room:
                 raise ValueError(f"cell {cell} is a wall or outside the {height}x{width} room")
 
     @classmethod
+    def from_flat(
+        cls,
+        shape: tuple[int, int],
+        is_floor: Iterable[bool],
+        targets: Iterable[int],
+        boxes: Iterable[int],
+        player: int,
+    ) -> Room:
+        """The room of a flat layout (cell ``row * width + column``): the floor mask and the
+        flat cells of the targets, the boxes and the player."""
+        width = shape[1]
+        return cls(
+            shape=shape,
+            walls=tuple(divmod(cell, width) for cell, floor in enumerate(is_floor) if not floor),
+            targets=tuple(divmod(int(cell), width) for cell in targets),
+            boxes=tuple(divmod(int(cell), width) for cell in boxes),
+            player=divmod(int(player), width),
+        )
+
+    @classmethod
     def from_text(cls, text: str) -> Room:
         """Parse a grid written with the legend symbols (``#_OX√PS``), one line per row."""
         if not isinstance(text, str):
