@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from rewardflow_train.config import AdvantageConfig
 from rewardflow_train.ppo import Sample
 from rewardflow_train.rollout import Episode
@@ -43,3 +45,46 @@ def training_samples(groups: list[list[Episode]], config: AdvantageConfig) -> li
                     key = (episode.task_seed, member, index)
                     samples.append(Sample(turn.prompt_ids, turn.response_ids, value, key))
     return samples
+
+
+def signal_counts(groups: list[list[Episode]], gamma: float) -> dict[str, float]:
+    """How much signal each advantage term can find in these groups, as counts that ranks
+    add up before dividing (see `signal_rates`).
+
+    - `mixed_groups`: groups whose episode returns differ; in the others the episode term is 0.
+    - `shared_anchor_steps`: steps whose start state is the start state of another step of
+      the group. A step term (RewardFlow's, GiGPO's) compares only such steps: a step from a
+      state taken once gets 0.
+    - `step_signal_steps`: steps whose RewardFlow step term is not 0, i.e. whose dense reward
+      differs from the mean over the steps taken from the same state.
+    """
+    from rewardflow_envs.flow import canonical_key, group_dense_rewards
+
+    counts = dict.fromkeys(
+        ("groups", "mixed_groups", "steps", "shared_anchor_steps", "step_signal_steps"), 0.0
+    )
+    for group in groups:
+        episodes = [{"states": e.states, "rewards": [t.reward for t in e.turns]} for e in group]
+        counts["groups"] += 1
+        counts["mixed_groups"] += len({e.episode_return for e in group}) > 1
+        by_anchor = defaultdict(list)
+        for episode, dense in zip(group, group_dense_rewards(episodes, gamma), strict=True):
+            for state, value in zip(episode.states[:-1], dense, strict=True):
+                by_anchor[canonical_key(state)].append(float(value))
+        for values in by_anchor.values():
+            counts["steps"] += len(values)
+            if len(values) > 1:
+                counts["shared_anchor_steps"] += len(values)
+                mean = sum(values) / len(values)
+                counts["step_signal_steps"] += sum(abs(v - mean) > 1e-9 for v in values)
+    return counts
+
+
+def signal_rates(counts: dict[str, float]) -> dict[str, float]:
+    """The summed counts of `signal_counts` as fractions of groups and of steps."""
+    groups, steps = max(counts["groups"], 1.0), max(counts["steps"], 1.0)
+    return {
+        "signal/mixed_groups": counts["mixed_groups"] / groups,
+        "signal/shared_anchor_steps": counts["shared_anchor_steps"] / steps,
+        "signal/step_signal_steps": counts["step_signal_steps"] / steps,
+    }

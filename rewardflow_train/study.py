@@ -61,6 +61,9 @@ class StudyConfig:
     environment: dict[str, str] = field(default_factory=dict)
     # The arm whose final mean success the others race to ("updates to reach"); null: none.
     reference_arm: str | None = None
+    # Another study's output_dir whose finished warm-up this study starts from instead of
+    # running its own (its env, model, warmup and eval blocks must be this study's).
+    warmup_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def _check_override_keys(where: str, overrides: list[str], reserved: tuple[str, 
 
 
 def warmup_run(study: StudyConfig) -> Run:
-    out = Path(study.output_dir) / "warmup"
+    out = Path(study.warmup_from or study.output_dir) / "warmup"
     fixed = [f"output_dir={out}", "train.steps=0", "resume=true", "log.progress_bar=false"]
     return Run("warmup", out, (*study.base_overrides, *fixed))
 
@@ -168,6 +171,28 @@ def check_run_configs(study: StudyConfig, runs: list[Run]) -> None:
             raise ConfigError(f"run {run.name}: {error}") from None
 
 
+def check_shared_warmup(study: StudyConfig) -> None:
+    """A warm-up taken from another study must be finished, with this study's shared blocks."""
+    if study.warmup_from is None:
+        return
+    warmup = warmup_run(study)
+    if not warmup.finished:
+        raise ConfigError(
+            f"warmup_from: {str(warmup.output_dir)!r} holds no finished warm-up; run the study "
+            f"with output_dir {study.warmup_from!r} first"
+        )
+    import yaml
+
+    saved = yaml.safe_load((warmup.output_dir / "config.yaml").read_text())
+    mine = load_config(study.base_config, list(warmup.overrides)).to_dict()
+    differ = [block for block in SHARED_BLOCKS if saved.get(block) != mine[block]]
+    if differ:
+        raise ConfigError(
+            f"warmup_from: the warm-up in {str(warmup.output_dir)!r} has other "
+            f"{', '.join(differ)} settings than this study's runs"
+        )
+
+
 def claim_output_dir(study: StudyConfig) -> None:
     """A study directory holds one study: its runs' settings may not change (seeds and arms
     may be added)."""
@@ -179,7 +204,7 @@ def claim_output_dir(study: StudyConfig) -> None:
         saved = yaml.safe_load(saved_path.read_text())
         changed = [
             key
-            for key in ("base_config", "base_overrides", "processes")
+            for key in ("base_config", "base_overrides", "processes", "warmup_from")
             if saved.get(key) != current[key]
         ]
         changed += [
@@ -299,18 +324,31 @@ def first_step_reaching(steps: list[int], values: list[float], target: float) ->
     return next((s for s, v in zip(steps, values, strict=True) if v >= target), None)
 
 
+# What the trainer logs about the advantage signal in each step's rollouts (fractions of groups
+# or steps; see rewardflow_train.advantage.signal_counts).
+SIGNAL_KEYS = ("signal/mixed_groups", "signal/shared_anchor_steps", "signal/step_signal_steps")
+
+
 def read_run(output_dir: Path) -> dict:
     """A run's held-out success curve and compute time, from its metrics.jsonl: the last
-    record of a step counts; time = seconds in RL steps and evaluations."""
+    record of a step counts; time = seconds in RL steps and evaluations; `signal`: the mean
+    over RL steps of each SIGNAL_KEYS metric (when every step logged it)."""
     records = read_metrics(output_dir)
     evals = {r["step"]: r for r in records if r["kind"] == "eval"}
     steps = sorted(evals)
     seconds = sum(r.get("time/step", 0.0) + r.get("time/eval", 0.0) for r in records)
+    trains = {r["step"]: r for r in records if r["kind"] == "train"}
+    signal = {
+        name: float(np.mean([r[name] for r in trains.values()]))
+        for name in SIGNAL_KEYS
+        if trains and all(name in r for r in trains.values())
+    }
     return {
         "steps": steps,
         "success": [evals[s]["eval/success"] for s in steps],
         "episodes": [evals[s]["eval/episodes"] for s in steps],
         "wall_time_s": round(seconds, 1),
+        "signal": signal,
     }
 
 
@@ -324,6 +362,7 @@ def summarize(curves: dict[str, dict[int, dict]], reference_arm: str | None) -> 
                 "final_success": run["success"][-1],
                 "auc": area_under_curve(run["steps"], run["success"]),
                 "wall_time_s": run["wall_time_s"],
+                "signal": run.get("signal", {}),
             }
             for seed, run in seeds.items()
         }
@@ -363,6 +402,11 @@ def _arm_summary(curves: dict[int, dict], runs: dict[int, dict]) -> dict:
         "final_success": mean_interval([r["final_success"] for r in runs.values()]),
         "auc": mean_interval([r["auc"] for r in runs.values()]),
         "wall_time_s": mean_interval([r["wall_time_s"] for r in runs.values()]),
+        "signal": {
+            name: mean_interval([r["signal"][name] for r in runs.values()])
+            for name in SIGNAL_KEYS
+            if all(name in r["signal"] for r in runs.values())
+        },
         "runs": runs,
     }
 
@@ -454,6 +498,25 @@ def markdown(report: dict) -> str:
         header.replace("| arm | seeds |", "| arm | seed |") + "\n".join(run_rows),
         "",
     ]
+    signal_rows = [
+        f"| {arm} | " + " | ".join(_interval(s["signal"][name], 3) for name in SIGNAL_KEYS) + " |"
+        for arm, s in report["arms"].items()
+        if len(s["signal"]) == len(SIGNAL_KEYS)
+    ]
+    if signal_rows:
+        lines += [
+            "## Signal in the rollouts",
+            "",
+            "Mean over RL steps, then over seeds. Mixed groups: groups whose episode returns "
+            "differ (else the episode term is 0). Shared-anchor steps: steps taken from a state "
+            "another step of the group was also taken from (a step term compares only those). "
+            "Step-signal steps: steps whose RewardFlow step term is not 0.",
+            "",
+            "| arm | mixed groups | shared-anchor steps | step-signal steps |",
+            "|---|---|---|---|",
+            *signal_rows,
+            "",
+        ]
     if report["missing_runs"]:
         lines += [f"Left out: {', '.join(report['missing_runs'])}", ""]
     return "\n".join(lines)
@@ -475,8 +538,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for run in [warmup_run(study), *runs]:
                 state = "done" if run.finished else "to run"
-                print(f"{run.name}: {state}: {shlex.join(command(study, run))}")
+                name = run.name
+                if run.name == "warmup" and study.warmup_from:
+                    name = f"warmup (from the study in {study.warmup_from})"
+                print(f"{name}: {state}: {shlex.join(command(study, run))}")
             return 0
+        check_shared_warmup(study)
         claim_output_dir(study)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewardflow_train.advantage import training_samples
+from rewardflow_train.advantage import signal_counts, signal_rates, training_samples
 from rewardflow_train.checkpoint import (
     export_model,
     latest_checkpoint,
@@ -496,6 +496,9 @@ class Trainer:
         totals["samples"] = len(samples)
         totals = sum_across_ranks(totals)
         metrics = finish_metrics(totals, "train")
+        metrics.update(
+            signal_rates(sum_across_ranks(signal_counts(groups, config.advantage.gamma)))
+        )
         metrics.update(update)
         trained_tokens = totals["tokens/trained"] * config.ppo.epochs
         metrics.update(

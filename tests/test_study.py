@@ -24,14 +24,17 @@ pytestmark = pytest.mark.train
 STUDIES = sorted((ROOT / "examples" / "studies").glob("*.yaml"))
 
 
-def write_metrics(run_dir, curve, step_seconds=2.0, eval_seconds=1.0, finished=True):
+def write_metrics(
+    run_dir, curve, step_seconds=2.0, eval_seconds=1.0, finished=True, signal=lambda step: {}
+):
     """A run's metrics.jsonl with eval success `curve` ({step: success}) and a train record of
-    `step_seconds` per step; summary.json when `finished`."""
+    `step_seconds` per step (plus `signal(step)`); summary.json when `finished`."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     for step, success in curve.items():
         if step:
-            lines.append({"kind": "train", "step": step, "time": 0, "time/step": step_seconds})
+            train = {"kind": "train", "step": step, "time": 0, "time/step": step_seconds}
+            lines.append({**train, **signal(step)})
         lines.append(
             {
                 "kind": "eval",
@@ -128,6 +131,32 @@ def test_summary_from_hand_made_runs(tmp_path, capsys):
     assert (tmp_path / "study" / "study.png").stat().st_size > 1000
 
 
+def test_the_signal_in_the_rollouts_is_averaged_over_steps_then_seeds(tmp_path):
+    config = study.load_study(study_file(tmp_path))
+    runs = {run.name: run.output_dir for run in study.study_runs(config)}
+
+    def signal(shared):
+        return lambda step: {
+            "signal/mixed_groups": 0.5,
+            "signal/shared_anchor_steps": shared * step,
+            "signal/step_signal_steps": 0.1,
+        }
+
+    write_metrics(runs["a/seed_0"], {0: 0.2, 2: 0.6, 4: 0.8}, signal=signal(0.1))  # 0.2, 0.4
+    write_metrics(runs["a/seed_1"], {0: 0.2, 2: 0.4, 4: 0.6}, signal=signal(0.2))  # 0.4, 0.8
+    write_metrics(runs["b/seed_0"], {0: 0.2, 2: 0.2, 4: 0.4})  # logged before the metric
+    write_metrics(runs["b/seed_1"], {0: 0.2, 2: 0.4, 4: 0.6}, signal=signal(0.1))
+    study.write_outputs(config)
+    report = json.loads((tmp_path / "study" / "study.json").read_text())
+    shared = report["arms"]["a"]["signal"]["signal/shared_anchor_steps"]
+    assert shared["mean"] == pytest.approx((0.3 + 0.6) / 2) and shared["n"] == 2
+    assert report["arms"]["a"]["runs"]["1"]["signal"]["signal/mixed_groups"] == 0.5
+    assert report["arms"]["b"]["signal"] == {}  # not every seed has it
+    table = (tmp_path / "study" / "study.md").read_text()
+    assert "## Signal in the rollouts" in table and "| a | 0.500 [" in table
+    assert "| b | 0.500" not in table
+
+
 def test_unfinished_runs_are_left_out_of_the_summary_and_named(tmp_path):
     config = study.load_study(study_file(tmp_path, seeds=[0]))
     runs = {run.name: run.output_dir for run in study.study_runs(config)}
@@ -198,6 +227,50 @@ def test_a_study_dir_refuses_changed_run_settings_but_takes_more_seeds(tmp_path)
         study.claim_output_dir(study.load_study(study_file(tmp_path, arms=changed)))
 
 
+def finished_warmup(config, **changes):
+    """A finished warm-up of `config` (its saved run config changed by `changes`)."""
+    warmup = study.warmup_run(config)
+    write_metrics(warmup.output_dir, {0: 0.25})
+    saved = load_config(config.base_config, list(warmup.overrides)).to_dict()
+    for block, values in changes.items():
+        saved[block].update(values)
+    (warmup.output_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    return warmup.output_dir
+
+
+def test_a_study_starts_from_another_studys_finished_warmup(tmp_path, monkeypatch):
+    first = study.load_study(study_file(tmp_path))
+    shared = finished_warmup(first)
+    path = study_file(
+        tmp_path, output_dir=str(tmp_path / "second"), warmup_from=first.output_dir, seeds=[0]
+    )
+    started = []
+
+    def fake_command(_, run):
+        started.append(run.name)
+        return [sys.executable, "-c", f"open({str(run.output_dir / 'summary.json')!r}, 'w')"]
+
+    monkeypatch.setattr(study, "command", fake_command)
+    assert study.main(["--config", str(path)]) == 0
+    assert started == ["a/seed_0", "b/seed_0"]  # no warm-up of its own
+    second = study.load_study(path)
+    assert {study.start_model(second)} == {str(shared / "warmup_model")}
+    assert not (tmp_path / "second" / "warmup").exists()
+    report = json.loads((tmp_path / "second" / "study.json").read_text())
+    assert report["warmup"]["success"] == [0.25]
+
+
+def test_a_shared_warmup_must_be_finished_and_have_the_same_shared_settings(tmp_path, capsys):
+    first = study.load_study(study_file(tmp_path))
+    path = study_file(tmp_path, output_dir=str(tmp_path / "second"), warmup_from=first.output_dir)
+    assert study.main(["--config", str(path)]) == 2
+    assert "holds no finished warm-up; run the study with output_dir" in capsys.readouterr().err
+    finished_warmup(first, eval={"tasks": 3})
+    assert study.main(["--config", str(path)]) == 2
+    assert "has other eval settings than this study's runs" in capsys.readouterr().err
+    assert not (tmp_path / "second").exists()
+
+
 def test_eval_final_tasks_must_cover_eval_tasks_and_not_overlap_training():
     assert load_config(CONFIG, ["eval.tasks=8", "eval.final_tasks=16"]).eval.final_tasks == 16
     with pytest.raises(ConfigError, match="eval.final_tasks must be >= eval.tasks"):
@@ -212,7 +285,7 @@ def test_example_studies_validate_every_run(path, capsys):
     lines = capsys.readouterr().out.splitlines()
     config = study.load_study(path)
     assert len(lines) == 1 + len(config.arms) * len(config.seeds)
-    assert lines[0].startswith("warmup: ") and "train.steps=0" in lines[0]
+    assert lines[0].startswith("warmup") and "train.steps=0" in lines[0]
 
 
 def test_the_cpu_study_compares_the_four_estimators_over_five_seeds():

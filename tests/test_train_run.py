@@ -188,6 +188,10 @@ def test_python_run_writes_metrics_checkpoints_final_model_and_plot(tmp_path):
         assert 0 <= record["train/success"] <= 1
         assert record["samples"] > 0 and record["time/generate"] > 0
         assert "loss/policy" in record and "loss/kl" in record
+        # Both members of a group take their first step from the task's start state.
+        assert 0 < record["signal/shared_anchor_steps"] <= 1
+        assert 0 <= record["signal/step_signal_steps"] <= record["signal/shared_anchor_steps"]
+        assert 0 <= record["signal/mixed_groups"] <= 1
     assert [r["step"] for r in records(out, "eval")] == [0, 1, 2]
     assert [r["step"] for r in records(out, "warmup")] == [1]
     assert (out / "checkpoints" / "latest").read_text() == "step_000002"

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from rewardflow_train.advantage import training_samples  # noqa: E402
+from rewardflow_train.advantage import signal_counts, signal_rates, training_samples  # noqa: E402
 from rewardflow_train.config import AdvantageConfig, TinyModelConfig  # noqa: E402
 from rewardflow_train.generation import (  # noqa: E402
     ContextLengthError,
@@ -119,6 +119,32 @@ def test_invalid_action_penalty_lowers_exactly_the_invalid_steps():
     with_penalty = training_samples([group], AdvantageConfig(invalid_action_penalty=0.5))
     changes = [b.advantage - a.advantage for a, b in zip(without, with_penalty, strict=True)]
     assert changes == pytest.approx([-0.5, 0.0, 0.0, 0.0])
+
+
+def test_signal_rates_count_mixed_groups_shared_anchors_and_step_terms():
+    # gamma 0.9: V(win) = 1, V(b) = 0.9, V(a) = 0.81, V(c) = 0. Steps from "a" have dense
+    # rewards 0.09, -0.81, 0.09 and from "b" 0.1, 0 (all differ from their anchor's mean);
+    # the one step from "c" is alone. The second group's two failures share every anchor
+    # but all their dense rewards are 0, and their returns are equal.
+    first = [
+        episode(["a", "b", "win"], [0.0, 1.0], won=True),
+        episode(["a", "c", "c"], [0.0, 0.0]),
+        episode(["a", "b", "b"], [0.0, 0.0]),
+    ]
+    second = [episode(["x", "y"], [0.0]), episode(["x", "y"], [0.0])]
+    counts = signal_counts([first, second], gamma=0.9)
+    assert counts == {
+        "groups": 2,
+        "mixed_groups": 1,
+        "steps": 8,
+        "shared_anchor_steps": 7,
+        "step_signal_steps": 5,
+    }
+    assert signal_rates(counts) == {
+        "signal/mixed_groups": 0.5,
+        "signal/shared_anchor_steps": 0.875,
+        "signal/step_signal_steps": 0.625,
+    }
 
 
 def test_episode_metrics_average_over_ranks_and_task_types():
