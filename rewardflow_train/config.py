@@ -151,6 +151,10 @@ class EvalConfig:
     group_size: int = 1
     greedy: bool = True
     task_seed: int = 1_000_000
+    # Env kwargs of the held-out evaluation over env.kwargs, e.g. {split: test}: the envs that
+    # draw tasks from a file draw them from env.kwargs' split whatever the seed (Sokoban's
+    # rooms come from the seed, so other seeds are other rooms).
+    env_kwargs: dict = field(default_factory=dict)
 
 
 @dataclass

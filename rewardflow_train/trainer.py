@@ -84,6 +84,7 @@ class EnvFactory:
             ) from None
         self.id = env.id
         self.kwargs = dict(env.kwargs)
+        self.eval_kwargs = {**env.kwargs, **config.eval.env_kwargs}
         self.workers = env.workers
         self.worker_timeout = env.worker_timeout
         self.state_key = import_callable(env.state_key, "env.state_key") if env.state_key else None
@@ -94,12 +95,13 @@ class EnvFactory:
         message before any model is built."""
         import gymnasium
 
-        try:
-            self.make().close()
-        except (TypeError, ValueError, OSError, gymnasium.error.Error) as error:
-            raise ConfigError(
-                f"env.kwargs: {self.id} cannot be made with {self.kwargs!r}: {error}"
-            ) from None
+        for name, kwargs in (("env.kwargs", self.kwargs), ("eval.env_kwargs", self.eval_kwargs)):
+            try:
+                gymnasium.make(self.id, **kwargs).close()
+            except (TypeError, ValueError, OSError, gymnasium.error.Error) as error:
+                raise ConfigError(
+                    f"{name}: {self.id} cannot be made with {kwargs!r}: {error}"
+                ) from None
 
     def make(self, **extra):
         import gymnasium
@@ -116,6 +118,12 @@ class EnvFactory:
             ) from None
 
     def make_group(self, size: int):
+        return self._group(size, self.kwargs)
+
+    def make_eval_group(self, size: int):
+        return self._group(size, self.eval_kwargs)
+
+    def _group(self, size: int, kwargs: dict):
         from rewardflow_envs.group import GroupEnv
 
         return GroupEnv(
@@ -124,7 +132,7 @@ class EnvFactory:
             state_key=self.state_key,
             workers=self.workers,
             worker_timeout=self.worker_timeout,
-            **self.kwargs,
+            **kwargs,
         )
 
 
@@ -347,13 +355,16 @@ class Trainer:
         )
         lockstep = config.deepspeed.zero_stage == 3
         generator = self._generator(engine, tokenizer, policy_dir, lockstep)
-        collector = RolloutCollector(
-            self.envs.make_group,
-            tokenizer,
-            generator,
-            config.model.system_prompt,
-            config.rollout.max_turns,
-            lockstep,
+        collector, eval_collector = (
+            RolloutCollector(
+                make_group,
+                tokenizer,
+                generator,
+                config.model.system_prompt,
+                config.rollout.max_turns,
+                lockstep,
+            )
+            for make_group in (self.envs.make_group, self.envs.make_eval_group)
         )
         ppo = PPOTrainer(
             engine,
@@ -382,7 +393,7 @@ class Trainer:
             # Without a checkpoint the run starts over: even its step-0 records are redone.
             self._set_aside_stale_metrics(start_step if checkpoint is not None else -1)
         if start_step == 0 and self.eval_tasks(0):
-            self.logger.log("eval", 0, self.evaluate(collector, eval_sampling, 0))
+            self.logger.log("eval", 0, self.evaluate(eval_collector, eval_sampling, 0))
 
         last_step = config.train.steps
         if config.train.halt_at_step is not None:
@@ -398,7 +409,7 @@ class Trainer:
             metrics = self._train_step(step, collector, ppo, engine, rollout_sampling)
             if step % config.train.eval_every == 0 or step == config.train.steps:
                 if self.eval_tasks(step):
-                    metrics.update(self.evaluate(collector, eval_sampling, step))
+                    metrics.update(self.evaluate(eval_collector, eval_sampling, step))
             train_metrics = {k: v for k, v in metrics.items() if not k.startswith(EVAL_KEYS)}
             self.logger.log("train", step, train_metrics)
             eval_metrics = {k: v for k, v in metrics.items() if k.startswith(EVAL_KEYS)}
@@ -411,6 +422,7 @@ class Trainer:
                 save_checkpoint(engine, self.output_dir, step, dist, config.train.keep_checkpoints)
         bar.close()
         collector.close()
+        eval_collector.close()
 
         summary = {}
         if last_step == config.train.steps:

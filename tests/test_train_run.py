@@ -120,6 +120,7 @@ def check(result):
         (["eval.task_seed=-5"], "eval.task_seed must be >= 0, got -5"),
         (["env.kwargs={dim_room: [2, 2]}"], "env.kwargs: RF-Sokoban-v0 cannot be made with"),
         (["env.kwargs={no_such_kwarg: 1}"], "unexpected keyword argument 'no_such_kwarg'"),
+        (["eval.env_kwargs={dim_room: [2, 2]}"], "eval.env_kwargs: RF-Sokoban-v0 cannot be made"),
         (
             ["env.id=RF-WebShop-v0", "env.kwargs={data_path: /no/such/dir}"],
             "/no/such/dir",
@@ -133,6 +134,27 @@ def test_bad_input_gives_one_clear_message(tmp_path, capsys, overrides, message)
     assert error.startswith("error: ") and message in error
     assert error.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluation_plays_the_split_eval_env_kwargs_name():
+    pytest.importorskip("bm25s")
+    from rewardflow_train.config import load_config
+    from rewardflow_train.trainer import EnvFactory
+
+    config = load_config(
+        CONFIG, ["env.id=RF-Search-v0", "env.kwargs={}", "eval.env_kwargs={split: test}"]
+    )
+    factory = EnvFactory(config)
+    data = Path(__file__).parents[1] / "rewardflow_envs" / "data" / "search"
+    split_ids = {
+        split: {json.loads(line)["id"] for line in (data / f"{split}.jsonl").open()}
+        for split in ("train", "test")
+    }
+    for make, split in ((factory.make_group, "train"), (factory.make_eval_group, "test")):
+        group = make(1)
+        played = {group.reset(seed=seed)[1]["rollout_0"]["task_id"] for seed in range(20)}
+        group.close()
+        assert played <= split_ids[split], split
 
 
 def test_a_config_file_that_is_not_utf8_is_named(tmp_path, capsys):
