@@ -181,9 +181,8 @@ def check_shared_warmup(study: StudyConfig) -> None:
             f"warmup_from: {str(warmup.output_dir)!r} holds no finished warm-up; run the study "
             f"with output_dir {study.warmup_from!r} first"
         )
-    import yaml
-
-    saved = yaml.safe_load((warmup.output_dir / "config.yaml").read_text())
+    # Both read by today's loader, so that keys added since (with defaults) compare equal.
+    saved = load_config(warmup.output_dir / "config.yaml").to_dict()
     mine = load_config(study.base_config, list(warmup.overrides)).to_dict()
     differ = [block for block in SHARED_BLOCKS if saved.get(block) != mine[block]]
     if differ:

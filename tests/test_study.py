@@ -227,20 +227,24 @@ def test_a_study_dir_refuses_changed_run_settings_but_takes_more_seeds(tmp_path)
         study.claim_output_dir(study.load_study(study_file(tmp_path, arms=changed)))
 
 
-def finished_warmup(config, **changes):
-    """A finished warm-up of `config` (its saved run config changed by `changes`)."""
+def finished_warmup(config, missing=(), **changes):
+    """A finished warm-up of `config` (its saved run config changed by `changes`, without the
+    (block, key) pairs in `missing`, as a run of an older version saved it)."""
     warmup = study.warmup_run(config)
     write_metrics(warmup.output_dir, {0: 0.25})
     saved = load_config(config.base_config, list(warmup.overrides)).to_dict()
     for block, values in changes.items():
         saved[block].update(values)
+    for block, key in missing:
+        del saved[block][key]
     (warmup.output_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     return warmup.output_dir
 
 
 def test_a_study_starts_from_another_studys_finished_warmup(tmp_path, monkeypatch):
     first = study.load_study(study_file(tmp_path))
-    shared = finished_warmup(first)
+    # Saved before eval.env_kwargs existed: its default is what that run had.
+    shared = finished_warmup(first, missing=[("eval", "env_kwargs")])
     path = study_file(
         tmp_path, output_dir=str(tmp_path / "second"), warmup_from=first.output_dir, seeds=[0]
     )
