@@ -57,27 +57,41 @@ def signal_counts(groups: list[list[Episode]], gamma: float) -> dict[str, float]
       state taken once gets 0.
     - `step_signal_steps`: steps whose RewardFlow step term is not 0, i.e. whose dense reward
       differs from the mean over the steps taken from the same state.
+    - `step_against_episode_steps`: of those, the steps whose step term has another sign than
+      their episode term (the return minus the group's mean return): the steps that RewardFlow
+      judges otherwise than the episode-level baselines do.
     """
     from rewardflow_envs.flow import canonical_key, group_dense_rewards
 
-    counts = dict.fromkeys(
-        ("groups", "mixed_groups", "steps", "shared_anchor_steps", "step_signal_steps"), 0.0
-    )
+    names = ("groups", "mixed_groups", "steps", "shared_anchor_steps", "step_signal_steps")
+    counts = dict.fromkeys((*names, "step_against_episode_steps"), 0.0)
     for group in groups:
         episodes = [{"states": e.states, "rewards": [t.reward for t in e.turns]} for e in group]
+        returns = [e.episode_return for e in group]
+        mean_return = sum(returns) / len(returns)
         counts["groups"] += 1
-        counts["mixed_groups"] += len({e.episode_return for e in group}) > 1
-        by_anchor = defaultdict(list)
-        for episode, dense in zip(group, group_dense_rewards(episodes, gamma), strict=True):
+        counts["mixed_groups"] += len(set(returns)) > 1
+        by_anchor = defaultdict(list)  # anchor state -> (dense reward, episode term) per step
+        dense_rewards = group_dense_rewards(episodes, gamma)
+        for episode, dense, episode_return in zip(group, dense_rewards, returns, strict=True):
             for state, value in zip(episode.states[:-1], dense, strict=True):
-                by_anchor[canonical_key(state)].append(float(value))
-        for values in by_anchor.values():
-            counts["steps"] += len(values)
-            if len(values) > 1:
-                counts["shared_anchor_steps"] += len(values)
-                mean = sum(values) / len(values)
-                counts["step_signal_steps"] += sum(abs(v - mean) > 1e-9 for v in values)
+                by_anchor[canonical_key(state)].append((float(value), episode_return - mean_return))
+        for steps in by_anchor.values():
+            counts["steps"] += len(steps)
+            if len(steps) > 1:
+                counts["shared_anchor_steps"] += len(steps)
+                mean = sum(value for value, _ in steps) / len(steps)
+                for value, episode_term in steps:
+                    if abs(value - mean) > 1e-9:
+                        counts["step_signal_steps"] += 1
+                        counts["step_against_episode_steps"] += _sign(value - mean) != _sign(
+                            episode_term
+                        )
     return counts
+
+
+def _sign(value: float) -> int:
+    return 0 if abs(value) <= 1e-9 else (1 if value > 0 else -1)
 
 
 def signal_rates(counts: dict[str, float]) -> dict[str, float]:
@@ -87,4 +101,5 @@ def signal_rates(counts: dict[str, float]) -> dict[str, float]:
         "signal/mixed_groups": counts["mixed_groups"] / groups,
         "signal/shared_anchor_steps": counts["shared_anchor_steps"] / steps,
         "signal/step_signal_steps": counts["step_signal_steps"] / steps,
+        "signal/step_against_episode_steps": counts["step_against_episode_steps"] / steps,
     }

@@ -325,7 +325,12 @@ def first_step_reaching(steps: list[int], values: list[float], target: float) ->
 
 # What the trainer logs about the advantage signal in each step's rollouts (fractions of groups
 # or steps; see rewardflow_train.advantage.signal_counts).
-SIGNAL_KEYS = ("signal/mixed_groups", "signal/shared_anchor_steps", "signal/step_signal_steps")
+SIGNAL_KEYS = (
+    "signal/mixed_groups",
+    "signal/shared_anchor_steps",
+    "signal/step_signal_steps",
+    "signal/step_against_episode_steps",
+)
 
 
 def read_run(output_dir: Path) -> dict:
@@ -498,9 +503,14 @@ def markdown(report: dict) -> str:
         "",
     ]
     signal_rows = [
-        f"| {arm} | " + " | ".join(_interval(s["signal"][name], 3) for name in SIGNAL_KEYS) + " |"
+        f"| {arm} | "
+        + " | ".join(
+            _interval(s["signal"][name], 3) if name in s["signal"] else "n/a"
+            for name in SIGNAL_KEYS
+        )
+        + " |"
         for arm, s in report["arms"].items()
-        if len(s["signal"]) == len(SIGNAL_KEYS)
+        if s["signal"]
     ]
     if signal_rows:
         lines += [
@@ -509,10 +519,12 @@ def markdown(report: dict) -> str:
             "Mean over RL steps, then over seeds. Mixed groups: groups whose episode returns "
             "differ (else the episode term is 0). Shared-anchor steps: steps taken from a state "
             "another step of the group was also taken from (a step term compares only those). "
-            "Step-signal steps: steps whose RewardFlow step term is not 0.",
+            "Step-signal steps: steps whose RewardFlow step term is not 0. Against episode: "
+            "steps whose step term has another sign than their episode term. n/a: not logged "
+            "by every run of the arm.",
             "",
-            "| arm | mixed groups | shared-anchor steps | step-signal steps |",
-            "|---|---|---|---|",
+            "| arm | mixed groups | shared-anchor steps | step-signal steps | against episode |",
+            "|---|---|---|---|---|",
             *signal_rows,
             "",
         ]

@@ -140,6 +140,7 @@ def test_the_signal_in_the_rollouts_is_averaged_over_steps_then_seeds(tmp_path):
             "signal/mixed_groups": 0.5,
             "signal/shared_anchor_steps": shared * step,
             "signal/step_signal_steps": 0.1,
+            "signal/step_against_episode_steps": 0.05,
         }
 
     write_metrics(runs["a/seed_0"], {0: 0.2, 2: 0.6, 4: 0.8}, signal=signal(0.1))  # 0.2, 0.4
@@ -155,6 +156,17 @@ def test_the_signal_in_the_rollouts_is_averaged_over_steps_then_seeds(tmp_path):
     table = (tmp_path / "study" / "study.md").read_text()
     assert "## Signal in the rollouts" in table and "| a | 0.500 [" in table
     assert "| b | 0.500" not in table
+
+
+def test_signal_metrics_some_runs_did_not_log_are_shown_as_not_available(tmp_path):
+    config = study.load_study(study_file(tmp_path, seeds=[0]))
+    runs = {run.name: run.output_dir for run in study.study_runs(config)}
+    older = {"signal/mixed_groups": 0.5}  # logged before the other metrics existed
+    write_metrics(runs["a/seed_0"], {0: 0.2, 2: 0.6}, signal=lambda step: older)
+    write_metrics(runs["b/seed_0"], {0: 0.2, 2: 0.4})
+    study.write_outputs(config)
+    table = (tmp_path / "study" / "study.md").read_text()
+    assert "| a | 0.500 | n/a | n/a | n/a |" in table
 
 
 def test_unfinished_runs_are_left_out_of_the_summary_and_named(tmp_path):

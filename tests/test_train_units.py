@@ -125,7 +125,9 @@ def test_signal_rates_count_mixed_groups_shared_anchors_and_step_terms():
     # gamma 0.9: V(win) = 1, V(b) = 0.9, V(a) = 0.81, V(c) = 0. Steps from "a" have dense
     # rewards 0.09, -0.81, 0.09 and from "b" 0.1, 0 (all differ from their anchor's mean);
     # the one step from "c" is alone. The second group's two failures share every anchor
-    # but all their dense rewards are 0, and their returns are equal.
+    # but all their dense rewards are 0, and their returns are equal. Episode terms: +2/3,
+    # -1/3, -1/3; step terms from "a": +0.3, -0.6, +0.3 (the third against its episode's
+    # sign), from "b": +0.05, -0.05 (both with it).
     first = [
         episode(["a", "b", "win"], [0.0, 1.0], won=True),
         episode(["a", "c", "c"], [0.0, 0.0]),
@@ -139,11 +141,13 @@ def test_signal_rates_count_mixed_groups_shared_anchors_and_step_terms():
         "steps": 8,
         "shared_anchor_steps": 7,
         "step_signal_steps": 5,
+        "step_against_episode_steps": 1,
     }
     assert signal_rates(counts) == {
         "signal/mixed_groups": 0.5,
         "signal/shared_anchor_steps": 0.875,
         "signal/step_signal_steps": 0.625,
+        "signal/step_against_episode_steps": 0.125,
     }
 
 
