@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import numpy as np
 
 from rewardflow_train.config import AdvantageConfig
 from rewardflow_train.ppo import Sample
@@ -47,6 +47,16 @@ def training_samples(groups: list[list[Episode]], config: AdvantageConfig) -> li
     return samples
 
 
+SIGNAL_COUNTS = (
+    "groups",
+    "mixed_groups",
+    "steps",
+    "shared_anchor_steps",
+    "step_signal_steps",
+    "step_against_episode_steps",
+)
+
+
 def signal_counts(groups: list[list[Episode]], gamma: float) -> dict[str, float]:
     """How much signal each advantage term can find in these groups, as counts that ranks
     add up before dividing (see `signal_rates`).
@@ -60,38 +70,37 @@ def signal_counts(groups: list[list[Episode]], gamma: float) -> dict[str, float]
     - `step_against_episode_steps`: of those, the steps whose step term has another sign than
       their episode term (the return minus the group's mean return): the steps that RewardFlow
       judges otherwise than the episode-level baselines do.
-    """
-    from rewardflow_envs.flow import canonical_key, group_dense_rewards
 
-    names = ("groups", "mixed_groups", "steps", "shared_anchor_steps", "step_signal_steps")
-    counts = dict.fromkeys((*names, "step_against_episode_steps"), 0.0)
+    Anchors and dense rewards are the flow module's own (`GroupArrays`), so these count what
+    the estimators see.
+    """
+    from rewardflow_envs.flow.episodes import GroupArrays
+
+    counts = dict.fromkeys(SIGNAL_COUNTS, 0.0)
     for group in groups:
-        episodes = [{"states": e.states, "rewards": [t.reward for t in e.turns]} for e in group]
-        returns = [e.episode_return for e in group]
-        mean_return = sum(returns) / len(returns)
+        arrays = GroupArrays.from_episodes(
+            [{"states": e.states, "rewards": [t.reward for t in e.turns]} for e in group]
+        )
+        dense = arrays.solve(gamma=gamma).dense_rewards
+        anchors, nodes = arrays.prev_nodes, len(arrays.keys)
+        per_anchor = np.bincount(anchors, minlength=nodes)
+        anchor_mean = np.bincount(anchors, dense, nodes) / np.maximum(per_anchor, 1)
+        step_terms = dense - anchor_mean[anchors]  # 0 for a step from a state taken once
+        returns = np.array([e.episode_return for e in group])
+        episode_terms = (returns - returns.mean())[arrays.episode_index]
+        signal = np.abs(step_terms) > 1e-9
         counts["groups"] += 1
-        counts["mixed_groups"] += len(set(returns)) > 1
-        by_anchor = defaultdict(list)  # anchor state -> (dense reward, episode term) per step
-        dense_rewards = group_dense_rewards(episodes, gamma)
-        for episode, dense, episode_return in zip(group, dense_rewards, returns, strict=True):
-            for state, value in zip(episode.states[:-1], dense, strict=True):
-                by_anchor[canonical_key(state)].append((float(value), episode_return - mean_return))
-        for steps in by_anchor.values():
-            counts["steps"] += len(steps)
-            if len(steps) > 1:
-                counts["shared_anchor_steps"] += len(steps)
-                mean = sum(value for value, _ in steps) / len(steps)
-                for value, episode_term in steps:
-                    if abs(value - mean) > 1e-9:
-                        counts["step_signal_steps"] += 1
-                        counts["step_against_episode_steps"] += _sign(value - mean) != _sign(
-                            episode_term
-                        )
+        counts["mixed_groups"] += float(len(np.unique(returns)) > 1)
+        counts["steps"] += float(len(dense))
+        counts["shared_anchor_steps"] += float(np.sum(per_anchor[anchors] > 1))
+        counts["step_signal_steps"] += float(np.sum(signal))
+        against = signal & (_sign(step_terms) != _sign(episode_terms))
+        counts["step_against_episode_steps"] += float(np.sum(against))
     return counts
 
 
-def _sign(value: float) -> int:
-    return 0 if abs(value) <= 1e-9 else (1 if value > 0 else -1)
+def _sign(values: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(values) <= 1e-9, 0.0, np.sign(values))
 
 
 def signal_rates(counts: dict[str, float]) -> dict[str, float]:

@@ -366,7 +366,7 @@ def summarize(curves: dict[str, dict[int, dict]], reference_arm: str | None) -> 
                 "final_success": run["success"][-1],
                 "auc": area_under_curve(run["steps"], run["success"]),
                 "wall_time_s": run["wall_time_s"],
-                "signal": run.get("signal", {}),
+                "signal": run["signal"],
             }
             for seed, run in seeds.items()
         }

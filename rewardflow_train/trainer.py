@@ -95,7 +95,10 @@ class EnvFactory:
         message before any model is built."""
         import gymnasium
 
-        for name, kwargs in (("env.kwargs", self.kwargs), ("eval.env_kwargs", self.eval_kwargs)):
+        checks = [("env.kwargs", self.kwargs)]
+        if self.eval_kwargs != self.kwargs:  # one env suffices when both are the same
+            checks.append(("eval.env_kwargs", self.eval_kwargs))
+        for name, kwargs in checks:
             try:
                 gymnasium.make(self.id, **kwargs).close()
             except (TypeError, ValueError, OSError, gymnasium.error.Error) as error:
