@@ -75,6 +75,7 @@ def signal_counts(groups: list[list[Episode]], gamma: float) -> dict[str, float]
     the estimators see.
     """
     from rewardflow_envs.flow.episodes import GroupArrays
+    from rewardflow_envs.flow.estimators import segment_mean_std
 
     counts = dict.fromkeys(SIGNAL_COUNTS, 0.0)
     for group in groups:
@@ -82,9 +83,8 @@ def signal_counts(groups: list[list[Episode]], gamma: float) -> dict[str, float]
             [{"states": e.states, "rewards": [t.reward for t in e.turns]} for e in group]
         )
         dense = arrays.solve(gamma=gamma).dense_rewards
-        anchors, nodes = arrays.prev_nodes, len(arrays.keys)
-        per_anchor = np.bincount(anchors, minlength=nodes)
-        anchor_mean = np.bincount(anchors, dense, nodes) / np.maximum(per_anchor, 1)
+        anchors = arrays.prev_nodes
+        per_anchor, anchor_mean, _ = segment_mean_std(dense, anchors, len(arrays.keys))
         step_terms = dense - anchor_mean[anchors]  # 0 for a step from a state taken once
         returns = np.array([e.episode_return for e in group])
         episode_terms = (returns - returns.mean())[arrays.episode_index]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardflow_train.advantage import SIGNAL_COUNTS, signal_rates
 from rewardflow_train.config import ConfigError, load_config, parse_config, parse_override
 from rewardflow_train.distributed import free_port
 from rewardflow_train.metrics import read_metrics
@@ -324,13 +325,8 @@ def first_step_reaching(steps: list[int], values: list[float], target: float) ->
 
 
 # What the trainer logs about the advantage signal in each step's rollouts (fractions of groups
-# or steps; see rewardflow_train.advantage.signal_counts).
-SIGNAL_KEYS = (
-    "signal/mixed_groups",
-    "signal/shared_anchor_steps",
-    "signal/step_signal_steps",
-    "signal/step_against_episode_steps",
-)
+# or steps; see rewardflow_train.advantage.signal_counts): the keys signal_rates returns.
+SIGNAL_KEYS = tuple(signal_rates(dict.fromkeys(SIGNAL_COUNTS, 0.0)))
 
 
 def read_run(output_dir: Path) -> dict:
