@@ -73,6 +73,9 @@ class WarmupConfig:
     # warmed-up policy writes valid actions but plays them poorly.
     label_noise: float = 0.0
     task_seed: int = 2_000_000
+    # Env kwargs of the expert episodes over env.kwargs, e.g. RF-Search's {world_scale: 10}:
+    # demonstrations from a larger generated world than the one RL trains on.
+    env_kwargs: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -8,6 +8,7 @@ over ranks (task b goes to rank b % world_size); DeepSpeed averages the gradient
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import importlib
 import json
@@ -85,6 +86,7 @@ class EnvFactory:
         self.id = env.id
         self.kwargs = dict(env.kwargs)
         self.eval_kwargs = {**env.kwargs, **config.eval.env_kwargs}
+        self.warmup_kwargs = {**env.kwargs, **config.warmup.env_kwargs}
         self.workers = env.workers
         self.worker_timeout = env.worker_timeout
         self.state_key = import_callable(env.state_key, "env.state_key") if env.state_key else None
@@ -96,8 +98,12 @@ class EnvFactory:
         import gymnasium
 
         checks = [("env.kwargs", self.kwargs)]
-        if self.eval_kwargs != self.kwargs:  # one env suffices when both are the same
-            checks.append(("eval.env_kwargs", self.eval_kwargs))
+        for name, kwargs in [
+            ("eval.env_kwargs", self.eval_kwargs),
+            ("warmup.env_kwargs", self.warmup_kwargs),
+        ]:
+            if kwargs != self.kwargs:  # one env suffices when they are the same
+                checks.append((name, kwargs))
         for name, kwargs in checks:
             try:
                 gymnasium.make(self.id, **kwargs).close()
@@ -111,9 +117,13 @@ class EnvFactory:
 
         return gymnasium.make(self.id, **self.kwargs, **extra)
 
-    def make_expert(self):
+    def make_expert(self, for_warmup: bool = False):
+        """An env that gives the expert's action; for the warm-up, made with its env kwargs."""
+        import gymnasium
+
+        kwargs = self.warmup_kwargs if for_warmup else self.kwargs
         try:
-            return self.make(expert=True)
+            return gymnasium.make(self.id, **kwargs, expert=True)
         except TypeError as error:
             raise ConfigError(
                 f"{self.id} has no expert (make(..., expert=True) failed: {error}); "
@@ -272,7 +282,9 @@ class Trainer:
         out_dir = self.output_dir / "warmup_model"
         if (out_dir / "config.json").exists():
             return out_dir
-        pairs = expert_pairs(self.envs.make_expert, config.warmup, config.seed)
+        pairs = expert_pairs(
+            functools.partial(self.envs.make_expert, for_warmup=True), config.warmup, config.seed
+        )
         samples = sft_samples(pairs, tokenizer, config.model.system_prompt)
         optim = dataclasses.replace(config.optim, schedule="constant", warmup_steps=0)
         engine = build_engine(

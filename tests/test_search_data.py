@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -85,6 +86,52 @@ def test_embedded_data_is_consistent():
 
 def test_different_seeds_give_different_worlds():
     assert build(1)["corpus"] != build(2)["corpus"]
+
+
+def test_a_scaled_world_has_that_many_times_the_entities_and_questions():
+    small, large = build(7), build(7, scale=3)
+    assert len(large["corpus"]) == 3 * len(small["corpus"])
+    questions = len(large["train"]) + len(large["test"])
+    assert 2.5 * (len(small["train"]) + len(small["test"])) < questions
+    titles = [record["contents"].split("\n", 1)[0] for record in large["corpus"]]
+    assert len(set(titles)) == len(titles)
+    with pytest.raises(ValueError, match="scale must be a positive integer"):
+        build(7, scale=0)
+
+
+@needs_bm25s
+def test_world_kwargs_play_a_generated_world(monkeypatch):
+    monkeypatch.setenv("RF_SEARCH_DATA", "/no/such/dir")  # an explicit world wins over it
+    env = SearchEnv(world_seed=7, world_scale=2, expert=True)
+    world = build(7, scale=2)
+    assert [q.question for q in env.questions] == [q["question"] for q in world["train"]]
+    assert len(env.dataset.passages) == len(world["corpus"])
+    assert SearchEnv(world_seed=7, world_scale=2).dataset.directory == env.dataset.directory
+    _, info = env.reset(seed=3)
+    reward = 0.0
+    while "expert_action" in info:
+        _, reward, terminated, truncated, info = env.step(info["expert_action"])
+        if terminated or truncated:
+            break
+    assert reward == 1.0
+    monkeypatch.delenv("RF_SEARCH_DATA")
+    embedded = {q.question for q in SearchEnv().questions}
+    assert not embedded & {q.question for q in SearchEnv(world_seed=8).questions}
+    assert {q.question for q in SearchEnv(world_scale=1).questions} == embedded
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"world_seed": 3, "data_path": "/data"}, "give data_path or world_seed/world_scale"),
+        ({"world_scale": 0}, "world_scale must be a positive integer, got 0"),
+        ({"world_scale": 1.5}, "world_scale must be a positive integer, got 1.5"),
+        ({"world_seed": "3"}, "world_seed must be an integer or None, got '3'"),
+    ],
+)
+def test_bad_world_kwargs_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SearchEnv(**kwargs)
 
 
 @needs_bm25s

@@ -121,6 +121,7 @@ def check(result):
         (["env.kwargs={dim_room: [2, 2]}"], "env.kwargs: RF-Sokoban-v0 cannot be made with"),
         (["env.kwargs={no_such_kwarg: 1}"], "unexpected keyword argument 'no_such_kwarg'"),
         (["eval.env_kwargs={dim_room: [2, 2]}"], "eval.env_kwargs: RF-Sokoban-v0 cannot be made"),
+        (["warmup.env_kwargs={num_boxes: 0}"], "warmup.env_kwargs: RF-Sokoban-v0 cannot be made"),
         (
             ["env.id=RF-WebShop-v0", "env.kwargs={data_path: /no/such/dir}"],
             "/no/such/dir",
@@ -155,6 +156,26 @@ def test_evaluation_plays_the_split_eval_env_kwargs_name():
         played = {group.reset(seed=seed)[1]["rollout_0"]["task_id"] for seed in range(20)}
         group.close()
         assert played <= split_ids[split], split
+
+
+def test_warmup_demonstrations_are_played_with_warmup_env_kwargs(tmp_path, monkeypatch):
+    import rewardflow_train.trainer as trainer
+
+    played = []
+
+    def recording_expert_pairs(make_expert_env, config, seed):
+        env = make_expert_env()
+        played.append(env.spec.kwargs)
+        env.close()
+        return real_expert_pairs(make_expert_env, config, seed)
+
+    real_expert_pairs = trainer.expert_pairs
+    monkeypatch.setattr(trainer, "expert_pairs", recording_expert_pairs)
+    overrides = [*TINY, "train.steps=0", "warmup.env_kwargs={max_steps: 2, num_boxes: 1}"]
+    assert main(["--config", str(CONFIG), f"output_dir={tmp_path / 'run'}", *overrides]) == 0
+    assert [(kwargs["max_steps"], kwargs["expert"]) for kwargs in played] == [(2, True)]
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "max_steps: 2" in saved and "max_steps: 3" in saved
 
 
 def test_a_config_file_that_is_not_utf8_is_named(tmp_path, capsys):

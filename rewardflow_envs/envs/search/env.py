@@ -18,6 +18,7 @@ from rewardflow_envs.envs.search.dataset import (
     resolve_data_dir,
 )
 from rewardflow_envs.envs.search.expert import expert_response
+from rewardflow_envs.envs.search.generate import SEED, world_directory
 from rewardflow_envs.envs.search.parser import Answer, Search, Unreadable, parse_response
 from rewardflow_envs.envs.search.remote import CorpusSearch, RemoteSearch, corpus_engine
 from rewardflow_envs.envs.search.retriever import CACHE_ENV_VAR
@@ -43,6 +44,22 @@ def _fit_text_space(text: str) -> str:
     return _OUTSIDE_CHARSET.sub("\ufffd", text)[:OBSERVATION_MAX_LENGTH]
 
 
+def _data_dir(
+    data_path: str | os.PathLike[str] | None, world_seed: int | None, world_scale: int
+) -> Path:
+    """The data directory: a generated world when `world_seed` or `world_scale` asks for one,
+    else `data_path`, else $RF_SEARCH_DATA, else the embedded data."""
+    if world_seed is None and world_scale == 1:
+        return resolve_data_dir(data_path)
+    if data_path is not None:
+        raise ValueError("give data_path or world_seed/world_scale, not both: both name the data")
+    if world_seed is not None and (isinstance(world_seed, bool) or not isinstance(world_seed, int)):
+        raise ValueError(f"world_seed must be an integer or None, got {world_seed!r}")
+    if isinstance(world_scale, bool) or not isinstance(world_scale, int) or world_scale < 1:
+        raise ValueError(f"world_scale must be a positive integer, got {world_scale!r}")
+    return world_directory(SEED if world_seed is None else world_seed, world_scale)
+
+
 class SearchEnv(gymnasium.Env[str, str]):
     """Multi-turn question answering with `<search>` and `<answer>` actions.
 
@@ -53,6 +70,10 @@ class SearchEnv(gymnasium.Env[str, str]):
     turns, after which an unanswered episode is truncated. The state key is the question id and
     the sorted ids of the passages retrieved so far; after an answer it is the question id, the
     normalised answer and whether it was right.
+
+    The data is the embedded encyclopaedia, a data directory in the Search-R1 layout
+    (`data_path`), or another world from the same generator (`world_seed`, and `world_scale`
+    times its size), written to a temporary directory.
 
     Searches run on the data directory's corpus in this process, with BM25 or, with
     ``retriever="dense"``, a dense encoder (`encoder_path`, default one fitted on the corpus) and
@@ -67,6 +88,8 @@ class SearchEnv(gymnasium.Env[str, str]):
         self,
         split: str = "train",
         data_path: str | os.PathLike[str] | None = None,
+        world_seed: int | None = None,
+        world_scale: int = 1,
         top_k: int = 3,
         max_turns: int | None = 4,
         correct_reward: float = 1.0,
@@ -97,7 +120,7 @@ class SearchEnv(gymnasium.Env[str, str]):
         self.invalid_action_reward = float(invalid_action_reward)
         self.expert = bool(expert)
         self.split = split
-        self.dataset = load_dataset(resolve_data_dir(data_path))
+        self.dataset = load_dataset(_data_dir(data_path, world_seed, world_scale))
         # The files before the search engine: their errors need no extra installed.
         self.questions = self.dataset.questions(split)
         if retriever_url is not None:

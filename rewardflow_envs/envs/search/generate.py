@@ -13,8 +13,10 @@ same seed gives the same bytes on every Python version (only ``random.Random`` i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,20 +141,22 @@ class Encyclopaedia:
     inventions: list[Invention]
 
     @classmethod
-    def generate(cls, rng: random.Random) -> Encyclopaedia:
+    def generate(cls, rng: random.Random, scale: int = 1) -> Encyclopaedia:
+        """A world with `scale` times the countries, rivers, people and inventions."""
         names = NameMaker(rng)
         countries = {
             names.make(): [names.make() for _ in range(CITIES_PER_COUNTRY)]
-            for _ in range(NUM_COUNTRIES)
+            for _ in range(NUM_COUNTRIES * scale)
         }
         cities = [city for cities in countries.values() for city in cities]
-        rivers = [names.make() for _ in range(NUM_RIVERS)]
+        rivers = [names.make() for _ in range(NUM_RIVERS * scale)]
+        num_inventions = NUM_INVENTIONS * scale
         people = []
-        for index in range(NUM_PEOPLE):
+        for index in range(NUM_PEOPLE * scale):
             first = rng.choice(_FIRST_NAMES)
             surname = names.make()
             birth = rng.randrange(1620, 1880)
-            inventor = index < NUM_INVENTIONS
+            inventor = index < num_inventions
             profession = rng.choice(_INVENTOR_PROFESSIONS if inventor else _OTHER_PROFESSIONS)
             people.append(
                 Person(
@@ -169,7 +173,7 @@ class Encyclopaedia:
         river_of_city = [rivers[index % len(rivers)] for index in range(len(cities))]
         rng.shuffle(river_of_city)
         inventions = []
-        for person in people[:NUM_INVENTIONS]:
+        for person in people[:num_inventions]:
             device = rng.choice(sorted(_DEVICES))
             year = rng.randrange(person.birth_year + 22, person.death_year - 5)
             inventions.append(Invention(f"{names.make()} {device}", device, person, year))
@@ -312,10 +316,13 @@ def _questions(world: Encyclopaedia) -> list[QuestionDraft]:
     return drafts
 
 
-def build(seed: int = SEED) -> dict[str, list[dict]]:
-    """The corpus and the question splits as JSON-ready records: {"corpus", "train", "test"}."""
+def build(seed: int = SEED, scale: int = 1) -> dict[str, list[dict]]:
+    """The corpus and the question splits as JSON-ready records: {"corpus", "train", "test"}.
+    The embedded data is ``build()``; another seed is another world of the same size."""
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
     rng = random.Random(seed)
-    world = Encyclopaedia.generate(rng)
+    world = Encyclopaedia.generate(rng, scale)
     passages = world.passages()
     corpus = [
         {"id": str(index), "contents": f'"{title}"\n{text}'}
@@ -338,19 +345,35 @@ def build(seed: int = SEED) -> dict[str, list[dict]]:
     return {"corpus": corpus, **splits}
 
 
-def write(directory: Path, seed: int = SEED) -> None:
+def write(directory: Path, seed: int = SEED, scale: int = 1) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for name, records in build(seed).items():
+    for name, records in build(seed, scale).items():
         lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         (directory / f"{name}.jsonl").write_text("".join(lines), encoding="utf-8")
+
+
+def world_directory(seed: int = SEED, scale: int = 1) -> Path:
+    """A data directory with ``build(seed, scale)``'s files, written once per process into a
+    temporary directory that is removed when the process exits."""
+    return Path(_written_world(seed, scale).name)
+
+
+@functools.cache
+def _written_world(seed: int, scale: int) -> tempfile.TemporaryDirectory:
+    directory = tempfile.TemporaryDirectory(prefix=f"rf-search-world-{seed}-x{scale}-")
+    write(Path(directory.name), seed, scale)
+    return directory
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path, help="where to write the JSONL files")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--scale", type=int, default=1, help="times the embedded world's entities (and questions)"
+    )
     args = parser.parse_args(argv)
-    write(args.directory, args.seed)
+    write(args.directory, args.seed, args.scale)
 
 
 if __name__ == "__main__":
