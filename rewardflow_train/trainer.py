@@ -87,24 +87,25 @@ class EnvFactory:
         self.kwargs = dict(env.kwargs)
         self.eval_kwargs = {**env.kwargs, **config.eval.env_kwargs}
         self.warmup_kwargs = {**env.kwargs, **config.warmup.env_kwargs}
+        self.warmup_enabled = config.warmup.enabled
         self.workers = env.workers
         self.worker_timeout = env.worker_timeout
         self.state_key = import_callable(env.state_key, "env.state_key") if env.state_key else None
         self._check_kwargs()
 
     def _check_kwargs(self) -> None:
-        """Make one env now, so that bad kwargs or a missing data path stop the run with one
-        message before any model is built."""
+        """Make one env of each distinct kwargs now, so that bad kwargs or a missing data path
+        stop the run with one message before any model is built."""
         import gymnasium
 
-        checks = [("env.kwargs", self.kwargs)]
-        for name, kwargs in [
-            ("eval.env_kwargs", self.eval_kwargs),
-            ("warmup.env_kwargs", self.warmup_kwargs),
-        ]:
-            if kwargs != self.kwargs:  # one env suffices when they are the same
-                checks.append((name, kwargs))
-        for name, kwargs in checks:
+        checks = {"env.kwargs": self.kwargs, "eval.env_kwargs": self.eval_kwargs}
+        if self.warmup_enabled:
+            checks["warmup.env_kwargs"] = self.warmup_kwargs
+        made = []
+        for name, kwargs in checks.items():
+            if kwargs in made:
+                continue
+            made.append(kwargs)
             try:
                 gymnasium.make(self.id, **kwargs).close()
             except (TypeError, ValueError, OSError, gymnasium.error.Error) as error:
