@@ -7,13 +7,14 @@ import importlib.util
 import json
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from rewardflow_envs.envs.search import SearchEnv, normalize_answer
 from rewardflow_envs.envs.search.dataset import EMBEDDED_DATA_DIR, load_dataset
-from rewardflow_envs.envs.search.generate import build, write
+from rewardflow_envs.envs.search.generate import build, world_directory, write
 from rewardflow_envs.envs.search.retriever import INDEX_VERSION, BM25Retriever
 from rewardflow_envs.extras import MissingExtraError
 
@@ -100,13 +101,21 @@ def test_a_scaled_world_has_that_many_times_the_entities_and_questions():
 
 
 @needs_bm25s
-def test_world_kwargs_play_a_generated_world(monkeypatch):
+def test_world_kwargs_play_a_generated_world(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("RF_SEARCH_DATA", "/no/such/dir")  # an explicit world wins over it
     env = SearchEnv(world_seed=7, world_scale=2, expert=True)
     world = build(7, scale=2)
     assert [q.question for q in env.questions] == [q["question"] for q in world["train"]]
     assert len(env.dataset.passages) == len(world["corpus"])
-    assert SearchEnv(world_seed=7, world_scale=2).dataset.directory == env.dataset.directory
+    # Written once: another env, in this process or another, reads the same files.
+    directory = env.dataset.directory
+    assert directory.parent.parent == tmp_path.resolve()
+    written = (directory / "train.jsonl").stat().st_mtime_ns
+    assert SearchEnv(world_seed=7, world_scale=2).dataset.directory == directory
+    assert world_directory(7, 2) == directory
+    assert (directory / "train.jsonl").stat().st_mtime_ns == written
+    assert [path.name for path in directory.parent.iterdir()] == [directory.name]
     _, info = env.reset(seed=3)
     reward = 0.0
     while "expert_action" in info:

@@ -73,7 +73,7 @@ class SearchEnv(gymnasium.Env[str, str]):
 
     The data is the embedded encyclopaedia, a data directory in the Search-R1 layout
     (`data_path`), or another world from the same generator (`world_seed`, and `world_scale`
-    times its size), written to a temporary directory.
+    times its size), written once into the system's temporary directory.
 
     Searches run on the data directory's corpus in this process, with BM25 or, with
     ``retriever="dense"``, a dense encoder (`encoder_path`, default one fitted on the corpus) and

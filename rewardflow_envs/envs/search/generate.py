@@ -8,14 +8,18 @@ output uses the Search-R1 layout, so the same loader reads it and a full dataset
 
 Regenerate the shipped files with ``python -m rewardflow_envs.envs.search.generate DIR``; the
 same seed gives the same bytes on every Python version (only ``random.Random`` is used).
+``--seed`` and ``--scale K`` make other worlds, ``K`` times as large (RF-Search's
+``world_seed`` and ``world_scale`` kwargs play them).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import hashlib
 import json
+import os
 import random
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,15 +357,22 @@ def write(directory: Path, seed: int = SEED, scale: int = 1) -> None:
 
 
 def world_directory(seed: int = SEED, scale: int = 1) -> Path:
-    """A data directory with ``build(seed, scale)``'s files, written once per process into a
-    temporary directory that is removed when the process exits."""
-    return Path(_written_world(seed, scale).name)
-
-
-@functools.cache
-def _written_world(seed: int, scale: int) -> tempfile.TemporaryDirectory:
-    directory = tempfile.TemporaryDirectory(prefix=f"rf-search-world-{seed}-x{scale}-")
-    write(Path(directory.name), seed, scale)
+    """A data directory with ``build(seed, scale)``'s files. Worlds are kept in the system's
+    temporary directory under the generator's own hash, so that every process and run of this
+    generator reads one copy, and another version of it writes its own."""
+    version = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    directory = (
+        Path(tempfile.gettempdir()) / "rewardflow-search-worlds" / f"{version}-{seed}-x{scale}"
+    )
+    if not directory.is_dir():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the final place and rename, so a reader never sees half a world.
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory.parent))
+        write(partial, seed, scale)
+        try:
+            os.rename(partial, directory)
+        except OSError:  # another process finished the same world first
+            shutil.rmtree(partial, ignore_errors=True)
     return directory
 
 
