@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rewardflow_envs.envs.search import SearchEnv, normalize_answer
-from rewardflow_envs.envs.search.dataset import EMBEDDED_DATA_DIR, load_dataset
+from rewardflow_envs.envs.search.dataset import EMBEDDED_DATA_DIR, load_dataset, publish_directory
 from rewardflow_envs.envs.search.generate import build, world_directory, write
 from rewardflow_envs.envs.search.retriever import INDEX_VERSION, BM25Retriever
 from rewardflow_envs.extras import MissingExtraError
@@ -127,6 +127,20 @@ def test_world_kwargs_play_a_generated_world(tmp_path, monkeypatch):
     embedded = {q.question for q in SearchEnv().questions}
     assert not embedded & {q.question for q in SearchEnv(world_seed=8).questions}
     assert {q.question for q in SearchEnv(world_scale=1).questions} == embedded
+
+
+def test_a_directory_that_fails_to_fill_leaves_nothing_behind(tmp_path):
+    def fail(partial):
+        (partial / "corpus.jsonl").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        publish_directory(tmp_path / "worlds" / "w", fail)
+    assert list((tmp_path / "worlds").iterdir()) == []
+    publish_directory(tmp_path / "worlds" / "w", lambda partial: (partial / "a").write_text("1"))
+    publish_directory(tmp_path / "worlds" / "w", lambda partial: (partial / "a").write_text("2"))
+    assert [path.name for path in (tmp_path / "worlds").iterdir()] == ["w"]
+    assert (tmp_path / "worlds" / "w" / "a").read_text() == "1"  # the first copy stays
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,6 +279,21 @@ class SearchDataset:
         """The corpus ids to check supporting_ids against; None when the corpus is elsewhere
         (on a retrieval server)."""
         return self.passage_ids if (self.directory / CORPUS_FILE).is_file() else None
+
+
+def publish_directory(directory: Path, fill: Callable[[Path], None]) -> None:
+    """Make `directory` by `fill`ing a directory beside it and renaming that, so that a reader
+    never sees half of it; a process that finishes second drops its copy."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory.parent))
+    try:
+        fill(partial)
+        try:
+            os.rename(partial, directory)
+        except OSError:  # another process finished the same directory first
+            pass
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def load_dataset(directory: Path) -> SearchDataset:

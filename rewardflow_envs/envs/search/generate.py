@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from rewardflow_envs.envs.search.dataset import publish_directory
 
 SEED = 20260101
 TEST_FRACTION = 0.2
@@ -365,14 +365,7 @@ def world_directory(seed: int = SEED, scale: int = 1) -> Path:
         Path(tempfile.gettempdir()) / "rewardflow-search-worlds" / f"{version}-{seed}-x{scale}"
     )
     if not directory.is_dir():
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the final place and rename, so a reader never sees half a world.
-        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory.parent))
-        write(partial, seed, scale)
-        try:
-            os.rename(partial, directory)
-        except OSError:  # another process finished the same world first
-            shutil.rmtree(partial, ignore_errors=True)
+        publish_directory(directory, lambda partial: write(partial, seed, scale))
     return directory
 
 

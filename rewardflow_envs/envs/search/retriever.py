@@ -8,15 +8,13 @@ embedded one.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from rewardflow_envs.envs.search.dataset import SearchDataset
+from rewardflow_envs.envs.search.dataset import SearchDataset, publish_directory
 from rewardflow_envs.extras import require
 
 # Bumped whenever tokenisation or scoring changes, so that old indexes on disk are not reused.
@@ -97,14 +95,7 @@ def _load_or_build(dataset: SearchDataset, cache_dir: Path) -> BM25Retriever:
             )
             shutil.rmtree(index_dir, ignore_errors=True)
     retriever = _build(dataset)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Write beside the final place and rename, so a reader never sees half an index.
-    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir))
-    retriever.save(partial)
-    try:
-        os.rename(partial, index_dir)
-    except OSError:  # another process finished the same index first
-        shutil.rmtree(partial, ignore_errors=True)
+    publish_directory(index_dir, retriever.save)
     return retriever
 
 
