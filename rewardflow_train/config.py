@@ -35,6 +35,9 @@ class TinyModelConfig:
     context_length: int = 1024
     # Episodes played (expert moves where the env has an expert) to train the tokenizer on.
     tokenizer_episodes: int = 64
+    # Env kwargs of those episodes, over env.kwargs: the tokenizer may be trained on other text
+    # than the task's, as a pretrained model's tokenizer is.
+    tokenizer_env_kwargs: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -8,7 +8,6 @@ over ranks (task b goes to rank b % world_size); DeepSpeed averages the gradient
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
 import importlib
 import json
@@ -88,6 +87,10 @@ class EnvFactory:
         self.eval_kwargs = {**env.kwargs, **config.eval.env_kwargs}
         self.warmup_kwargs = {**env.kwargs, **config.warmup.env_kwargs}
         self.warmup_enabled = config.warmup.enabled
+        tiny = config.model.tiny
+        self.tokenizer_kwargs = (
+            None if tiny is None else {**env.kwargs, **tiny.tokenizer_env_kwargs}
+        )
         self.workers = env.workers
         self.worker_timeout = env.worker_timeout
         self.state_key = import_callable(env.state_key, "env.state_key") if env.state_key else None
@@ -101,6 +104,8 @@ class EnvFactory:
         checks = {"env.kwargs": self.kwargs, "eval.env_kwargs": self.eval_kwargs}
         if self.warmup_enabled:
             checks["warmup.env_kwargs"] = self.warmup_kwargs
+        if self.tokenizer_kwargs is not None:
+            checks["model.tiny.tokenizer_env_kwargs"] = self.tokenizer_kwargs
         made = []
         for name, kwargs in checks.items():
             if kwargs in made:
@@ -118,18 +123,26 @@ class EnvFactory:
 
         return gymnasium.make(self.id, **self.kwargs, **extra)
 
-    def make_expert(self, for_warmup: bool = False):
-        """An env that gives the expert's action; for the warm-up, made with its env kwargs."""
+    def make_warmup_expert(self):
+        """An env made with the warm-up's kwargs that gives the expert's action."""
         import gymnasium
 
-        kwargs = self.warmup_kwargs if for_warmup else self.kwargs
         try:
-            return gymnasium.make(self.id, **kwargs, expert=True)
+            return gymnasium.make(self.id, **self.warmup_kwargs, expert=True)
         except TypeError as error:
             raise ConfigError(
                 f"{self.id} has no expert (make(..., expert=True) failed: {error}); "
-                "warm-up and tokenizer text need one: set warmup.enabled=false"
+                "the warm-up needs one: set warmup.enabled=false"
             ) from None
+
+    def make_tokenizer_text_env(self):
+        """The env whose episodes train the tiny tokenizer: with the expert where it has one."""
+        import gymnasium
+
+        try:
+            return gymnasium.make(self.id, **self.tokenizer_kwargs, expert=True)
+        except TypeError:
+            return gymnasium.make(self.id, **self.tokenizer_kwargs)
 
     def make_group(self, size: int):
         return self._group(size, self.kwargs)
@@ -265,13 +278,11 @@ class Trainer:
             return check_model_dir(config.model.path)
         model_dir = self.output_dir / "tiny_model"
         if self.dist.is_main and not (model_dir / "config.json").exists():
-            try:
-                make = self.envs.make_expert
-                make().close()
-            except ConfigError:
-                make = self.envs.make
             texts = env_corpus(
-                make, config.model.tiny.tokenizer_episodes, config.seed, config.model.system_prompt
+                self.envs.make_tokenizer_text_env,
+                config.model.tiny.tokenizer_episodes,
+                config.seed,
+                config.model.system_prompt,
             )
             build_tiny_model(config.model.tiny, texts, config.seed, model_dir)
         barrier()
@@ -283,9 +294,7 @@ class Trainer:
         out_dir = self.output_dir / "warmup_model"
         if (out_dir / "config.json").exists():
             return out_dir
-        pairs = expert_pairs(
-            functools.partial(self.envs.make_expert, for_warmup=True), config.warmup, config.seed
-        )
+        pairs = expert_pairs(self.envs.make_warmup_expert, config.warmup, config.seed)
         samples = sft_samples(pairs, tokenizer, config.model.system_prompt)
         optim = dataclasses.replace(config.optim, schedule="constant", warmup_steps=0)
         engine = build_engine(

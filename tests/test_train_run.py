@@ -123,6 +123,10 @@ def check(result):
         (["eval.env_kwargs={dim_room: [2, 2]}"], "eval.env_kwargs: RF-Sokoban-v0 cannot be made"),
         (["warmup.env_kwargs={num_boxes: 0}"], "warmup.env_kwargs: RF-Sokoban-v0 cannot be made"),
         (
+            ["model.tiny.tokenizer_env_kwargs={num_boxes: 0}"],
+            "model.tiny.tokenizer_env_kwargs: RF-Sokoban-v0 cannot be made",
+        ),
+        (
             ["env.id=RF-WebShop-v0", "env.kwargs={data_path: /no/such/dir}"],
             "/no/such/dir",
         ),
@@ -158,24 +162,36 @@ def test_evaluation_plays_the_split_eval_env_kwargs_name():
         assert played <= split_ids[split], split
 
 
-def test_warmup_demonstrations_are_played_with_warmup_env_kwargs(tmp_path, monkeypatch):
+def test_warmup_and_tokenizer_text_are_played_with_their_env_kwargs(tmp_path, monkeypatch):
     import rewardflow_train.trainer as trainer
 
-    played = []
+    played = {"warmup": [], "tokenizer": []}
 
-    def recording_expert_pairs(make_expert_env, config, seed):
-        env = make_expert_env()
-        played.append(env.spec.kwargs)
-        env.close()
-        return real_expert_pairs(make_expert_env, config, seed)
+    def recording(name, real):
+        def record(make_env, *args):
+            env = make_env()
+            played[name].append(env.spec.kwargs)
+            env.close()
+            return real(make_env, *args)
 
-    real_expert_pairs = trainer.expert_pairs
-    monkeypatch.setattr(trainer, "expert_pairs", recording_expert_pairs)
-    overrides = [*TINY, "train.steps=0", "warmup.env_kwargs={max_steps: 2, num_boxes: 1}"]
+        return record
+
+    monkeypatch.setattr(trainer, "expert_pairs", recording("warmup", trainer.expert_pairs))
+    monkeypatch.setattr(trainer, "env_corpus", recording("tokenizer", trainer.env_corpus))
+    overrides = [
+        *TINY,
+        "train.steps=0",
+        "warmup.env_kwargs={max_steps: 2, num_boxes: 1}",
+        "model.tiny.tokenizer_env_kwargs={max_steps: 5}",
+    ]
     assert main(["--config", str(CONFIG), f"output_dir={tmp_path / 'run'}", *overrides]) == 0
-    assert [(kwargs["max_steps"], kwargs["expert"]) for kwargs in played] == [(2, True)]
+    seen = {
+        name: [(kwargs["max_steps"], kwargs["num_boxes"], kwargs["expert"]) for kwargs in made]
+        for name, made in played.items()
+    }
+    assert seen == {"warmup": [(2, 1, True)], "tokenizer": [(5, 1, True)]}
     saved = (tmp_path / "run" / "config.yaml").read_text()
-    assert "max_steps: 2" in saved and "max_steps: 3" in saved
+    assert "max_steps: 2" in saved and "max_steps: 3" in saved and "max_steps: 5" in saved
 
 
 def test_a_config_file_that_is_not_utf8_is_named(tmp_path, capsys):
