@@ -1,14 +1,22 @@
-"""Trainer throughput: rollout and update tokens/s, peak memory, and where a step's time goes.
+"""Where an RL step's time goes, against baselines measured in the same run.
 
-    python benchmarks/bench_train.py                  # CPU tiny setup on RF-Sokoban-v0
-    python benchmarks/bench_train.py --preset 0.5b    # ~0.5B-parameter Qwen2-shaped model (GPU)
-    python benchmarks/bench_train.py --backends hf    # leave vLLM out
+    python benchmarks/bench_train.py                   # the CPU example's model on RF-Sokoban-v0
+    python benchmarks/bench_train.py --model runs/sokoban_cpu/warmup_model   # a warmed-up policy
+    python benchmarks/bench_train.py --preset tiny --backends hf,vllm    # 2 heads of 64, vLLM too
+    python benchmarks/bench_train.py --preset 0.5b     # ~0.5B-parameter Qwen2-shaped model (GPU)
 
-Runs a few real RL steps of the trainer (one process), then reports the averages of the
-metrics it logged (the first step is left out as warm-up). On the trained model it then
-compares, on the same prompts and in the same run, the rollout generation backends: HF
-`generate` batched and one prompt at a time, and vLLM (skipped with a message where it is not
-importable).
+Runs a few real RL steps of the trainer (one process, `examples/configs/sokoban_cpu.yaml`),
+twice on the same model and the same tasks: as the trainer runs them (each distinct prompt
+of a batch, and the prefix all its prompts share, run once: `model.share_prompts=true`), and
+with every row run in full (`model.share_prompts=false`, the baseline). It prints the mean
+seconds of each phase of a step (the first step is left out as warm-up) for both and their
+ratio; then the floor: a bare forward and forward+backward of the same model on the same
+step's full rows (no DeepSpeed, no loss), against which the old-log-prob pass and the update
+are ratios too; then a profile of one update. Without `--model` the model is built from
+scratch with the warm-up off, so its responses run to `max_new_tokens`; with the warm-up
+model of the example (`--model`), the step is the example's. Last, on the trained model, the
+rollout generation backends on the same prompts: HF `generate` batched and one prompt at a
+time, and vLLM (skipped with a message where it is not importable).
 """
 
 from __future__ import annotations
@@ -27,29 +35,86 @@ import gpu_check  # this folder is the first sys.path entry when the script runs
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "configs" / "sokoban_cpu.yaml"
 
-# The model shapes gpu_check.py runs: a tiny one vLLM's CPU attention takes, and Qwen2-0.5B's.
-PRESETS = gpu_check.PRESETS
+# The example's own model, and the shapes gpu_check.py runs: a tiny one vLLM's CPU attention
+# takes (2 heads of 64), and Qwen2-0.5B's.
+PRESETS = {"example": [], **gpu_check.PRESETS}
 
-SPLIT = ("time/generate", "time/env", "time/advantage", "time/score", "time/update", "time/sync")
+PHASES = ("generate", "env", "advantage", "score", "update", "sync", "step")
+MODES = {"shared": "model.share_prompts=true", "full rows": "model.share_prompts=false"}
 
 
-def run_steps(output_dir: Path, steps: int, preset: str) -> list[dict]:
+class UpdateRecorder:
+    """Keeps the samples of the last update, and a profile of it when asked."""
+
+    def __init__(self, profile: bool):
+        from rewardflow_train.ppo import PPOTrainer
+
+        self.samples, self.table, self.profile = None, None, profile
+        original = PPOTrainer.update
+        recorder = self
+
+        def update(trainer, samples, step):
+            recorder.samples = samples
+            if not recorder.profile:
+                return original(trainer, samples, step)
+            import torch
+
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as run:
+                result = original(trainer, samples, step)
+            recorder.table = run.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+            return result
+
+        PPOTrainer.update = update
+
+
+def run_steps(output_dir: Path, steps: int, overrides: list[str]) -> list[dict]:
     from rewardflow_train.config import load_config
     from rewardflow_train.metrics import read_metrics
     from rewardflow_train.trainer import Trainer
 
-    overrides = [
+    base = [
         f"output_dir={output_dir}",
         f"train.steps={steps}",
-        "warmup.enabled=false",
         "eval.tasks=0",
         "log.tensorboard=false",
         "log.progress_bar=false",
         "log.plot=false",
-        *PRESETS[preset],
     ]
-    Trainer(load_config(CONFIG, overrides)).run()
-    return [r for r in read_metrics(output_dir) if r["kind"] == "train"]
+    Trainer(load_config(CONFIG, [*base, *overrides])).run()
+    records = [r for r in read_metrics(output_dir) if r["kind"] == "train"][1:]
+    if not records:
+        raise SystemExit("--steps must be at least 2 (the first step is left out)")
+    return records
+
+
+def floor_seconds(model_dir: Path, samples, micro_batch: int) -> tuple[float, float]:
+    """A bare forward, and forward+backward, of the model over the samples' full rows in
+    micro-batches: what running every row costs in arithmetic alone."""
+    import torch
+
+    from rewardflow_train.models import load_model
+    from rewardflow_train.prompt_cache import left_padded
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = load_model(model_dir, dtype).to(device)
+    rows = [s.prompt_ids + s.response_ids for s in samples]
+    chunks = [
+        [t.to(device) for t in left_padded(rows[i : i + micro_batch], 0)]
+        for i in range(0, len(rows), micro_batch)
+    ]
+    timings = []
+    for backward in (False, True):
+        start = time.perf_counter()
+        for ids, mask in chunks:
+            with torch.set_grad_enabled(backward):
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            if backward:
+                logits[:, -8:].float().logsumexp(-1).sum().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    return timings[0], timings[1]
 
 
 def generation_rates(model_dir: Path, batch: int, backends: list[str]) -> dict[str, float]:
@@ -114,36 +179,62 @@ def tokens_per_s(generator, prompts, sampling, rounds: int = 3) -> float:
 
 
 def main() -> None:
+    from rewardflow_train.config import load_config
+
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="example")
+    parser.add_argument("--model", type=Path, help="start from this HF model directory")
     parser.add_argument("--backends", default="hf,vllm", help="generation backends to compare")
     args = parser.parse_args()
     backends = args.backends.split(",")
     if "vllm" in backends and importlib.util.find_spec("vllm") is None:
         print("vLLM is not importable here: measuring HF generation only (pip install vllm)")
         backends.remove("vllm")
+    start = ["warmup.enabled=false", *PRESETS[args.preset]]
+    if args.model is not None:
+        start += ["model.tiny=null", f"model.path={args.model.resolve()}"]
 
+    recorder = UpdateRecorder(profile=False)
+    phases: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        output_dir = Path(tmp) / "run"
-        records = run_steps(output_dir, args.steps, args.preset)[1:] or None
-        if records is None:
-            raise SystemExit("--steps must be at least 2 (the first step is left out)")
+        for mode, switch in MODES.items():
+            recorder.profile = mode == "shared"
+            records = run_steps(Path(tmp) / mode, args.steps, [*start, switch])
+            phases[mode] = {p: statistics.fmean(r[f"time/{p}"] for r in records) for p in PHASES}
+            if mode == "shared":
+                samples = statistics.fmean(r["samples"] for r in records)
+                profile, last_samples = recorder.table, recorder.samples
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rates = generation_rates(output_dir / "final_model", 32, backends)
+        model_dir = Path(tmp) / "shared" / "final_model"
+        micro_batch = load_config(CONFIG, PRESETS[args.preset]).ppo.micro_batch_size
+        floor_forward, floor_update = floor_seconds(model_dir, last_samples, micro_batch)
+        rates = generation_rates(model_dir, 32, backends)
 
-    def mean(key: str) -> float:
-        return statistics.fmean(r[key] for r in records)
-
-    step_time = mean("time/step")
+    shared, full = phases["shared"], phases["full rows"]
+    print(
+        f"\nseconds per RL step ({args.preset}, {samples:.0f} samples per step, mean of "
+        f"{args.steps - 1} steps)"
+    )
+    print(f"{'phase':12s} {'shared':>9s} {'full rows':>10s} {'full/shared':>12s}")
+    for phase in PHASES:
+        ratio = full[phase] / shared[phase] if shared[phase] > 1e-4 else float("nan")
+        print(f"{phase:12s} {shared[phase]:9.3f} {full[phase]:10.3f} {ratio:12.2f}")
+    print("\nfloor: the same model on the last step's full rows, bare forward (+ backward)")
+    print(f"{'pass':12s} {'floor s':>9s} {'shared/floor':>13s} {'full/floor':>11s}")
+    floors = (("forward", "score", floor_forward), ("fwd+bwd", "update", floor_update))
+    for name, phase, floor in floors:
+        print(f"{name:12s} {floor:9.3f} {shared[phase] / floor:13.2f} {full[phase] / floor:11.2f}")
+    print("\nprofile of one update (shared prompts):")
+    print(profile)
     result = {
         "preset": args.preset,
-        "steps_measured": len(records),
-        "samples_per_step": mean("samples"),
-        "rollout_tokens_per_s": mean("throughput/rollout_tokens_per_s"),
-        "update_tokens_per_s": mean("throughput/update_tokens_per_s"),
-        "step_s": step_time,
-        **{f"share/{key[5:]}": mean(key) / step_time for key in SPLIT},
+        "samples_per_step": samples,
+        **{f"shared/{p}_s": v for p, v in shared.items()},
+        **{f"full_rows/{p}_s": v for p, v in full.items()},
+        "step_speedup": full["step"] / shared["step"],
+        "floor_forward_s": floor_forward,
+        "floor_update_s": floor_update,
         "peak_rss_mb": peak_rss_mb,
         **rates,
     }
@@ -161,8 +252,8 @@ def main() -> None:
             result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     except ImportError:
         pass
-    for key, value in result.items():
-        print(f"{key:38s} {value:.3f}" if isinstance(value, float) else f"{key:38s} {value}")
+    for key, value in rates.items():
+        print(f"{key:38s} {value:.3f}")
     print(json.dumps(result))
 
 

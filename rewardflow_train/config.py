@@ -47,6 +47,10 @@ class ModelConfig:
     system_prompt: str | None = None
     # Recompute activations in the backward pass instead of keeping them (less memory).
     gradient_checkpointing: bool = False
+    # Run each distinct prompt of a batch, and the prefix all its prompts share, once
+    # (generation, log-probs, updates; not the updates under gradient checkpointing); false:
+    # every row in full. The numbers are the same up to float rounding.
+    share_prompts: bool = True
 
 
 @dataclass

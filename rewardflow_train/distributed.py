@@ -78,6 +78,8 @@ def init_distributed(config: DeepSpeedConfig) -> Dist:
     backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
         _join_process_group(backend)
+    if not use_cuda:
+        skip_shm_comm_op()
     deepspeed.init_distributed(dist_backend=backend)  # adopts the group
     host_group()  # created by every rank now, in the same order, as new_group requires
     precision = config.precision
@@ -85,6 +87,22 @@ def init_distributed(config: DeepSpeedConfig) -> Dist:
         precision = "bf16" if use_cuda else "fp32"
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, dtype)
+
+
+SHM_COMM_OP = "deepspeed_shm_comm"
+
+
+def skip_shm_comm_op() -> None:
+    """Keep DeepSpeed from JIT-compiling its CPU shared-memory all-reduce op.
+
+    Its CPU comm backend compiles the op when it starts (30 s to 2 min on 2 cores, in every
+    process of a fresh machine), but the op serves only `inference_all_reduce`, DeepSpeed's
+    tensor-parallel inference; training reduces over gloo. Marked incompatible, the op is not
+    built and the backend runs without it.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__[SHM_COMM_OP] = False
 
 
 # Names of the loopback address; a run rendezvousing there is a run of one machine.

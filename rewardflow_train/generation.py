@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from rewardflow_train.prompt_cache import PromptCache, left_padded
+
 
 class ContextLengthError(RuntimeError):
     """A prompt plus the response budget does not fit in the model's context."""
@@ -62,6 +64,9 @@ class HFGenerator:
     synchronise the ranks (DeepSpeed's start-of-forward hook, and `synced_gpus`), so every
     rank runs as many batches and decoding steps as the busiest one: a rank with fewer
     prompts, or none, decodes padding batches.
+
+    With `share_prompts` each distinct prompt of a call, and the prefix they all share, runs
+    once (see `PromptCache`); the tokens sampled are the same.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class HFGenerator:
         context: int,
         batch_size: int,
         device,
+        share_prompts: bool = True,
         zero3_engine=None,
     ):
         self.model = model
@@ -80,6 +86,7 @@ class HFGenerator:
         self.context = context
         self.batch_size = batch_size
         self.device = device
+        self.share_prompts = share_prompts
         self.zero3_engine = zero3_engine
 
     def sleep(self) -> None:
@@ -116,12 +123,17 @@ class HFGenerator:
         import torch
 
         pad_id = self.tokenizer.pad_token_id
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            attention[row, width - len(prompt) :] = 1
+        lockstep = self.zero3_engine is not None
+        cached = None
+        if self.share_prompts:
+            cached = PromptCache.build(prompts, pad_id, self.device, lockstep)
+        if cached is None:
+            input_ids, attention = left_padded(prompts, pad_id)
+            input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        else:
+            last = torch.tensor([p[-1:] for p in prompts], dtype=torch.long, device=self.device)
+            input_ids = torch.cat([cached.ids, last], dim=1)
+            attention = torch.cat([cached.mask, torch.ones_like(last)], dim=1)
         options = {
             "max_new_tokens": sampling.max_new_tokens,
             "pad_token_id": pad_id,
@@ -130,16 +142,14 @@ class HFGenerator:
         }
         if not sampling.greedy:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        if self.zero3_engine is not None:
+        if lockstep:
             options["synced_gpus"] = True  # ranks step together until all are done
         self.model.eval()
         with torch.no_grad():
-            output = self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention.to(self.device),
-                **options,
-            )
-        generated = output[:, width:].tolist()
+            if cached is not None:
+                options.update(cached.run(self.model))
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention, **options)
+        generated = output[:, input_ids.shape[1] :].tolist()
         return [trim_response(row, self.stop_ids, pad_id) for row in generated]
 
 

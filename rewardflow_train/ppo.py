@@ -7,11 +7,19 @@ ranks, so the result does not depend on how samples are split into micro-batches
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rewardflow_train.config import PPOConfig
 from rewardflow_train.distributed import all_reduce, gather_objects
 from rewardflow_train.losses import make_objective, token_entropy, token_logprobs
+from rewardflow_train.prompt_cache import (
+    PromptCache,
+    forward_arguments,
+    left_padded,
+    positions_of,
+    unwrapped,
+)
 
 
 @dataclass
@@ -28,15 +36,22 @@ class Sample:
 
 @dataclass
 class Batch:
-    """Right-padded prompt+response rows, and where their response tokens are.
+    """One pass over the samples' tokens, and where their response tokens are.
 
-    Response tokens are packed: `rows[i]`, `columns[i]` is the position whose logits predict
-    the i-th response token `targets[i]` (position t predicts token t+1), samples one after
+    Either full rows (`prompts` None: prompt + response, left-padded), or, after the prompt
+    cache `prompts` (everything but each prompt's last token, see `PromptCache`), the last
+    prompt token and the response of each sample (right-padded); `attention_mask` covers the
+    cached columns too. The logits that predict response tokens lie in the last `keep`
+    columns. Response tokens are packed: `rows[i]`, `columns[i]` (within those columns) is the
+    position whose logits predict the i-th response token `targets[i]`, samples one after
     another, so that only those rows of the logits are ever cast to fp32.
     """
 
+    prompts: PromptCache | None
     input_ids: object
     attention_mask: object
+    position_ids: object
+    keep: int
     rows: object
     columns: object
     targets: object
@@ -45,25 +60,46 @@ class Batch:
     weight: float  # 0 for a padding micro-batch that only keeps ranks in lockstep
 
 
-def collate(samples: list[Sample], pad_id: int, device, dummy: bool = False) -> Batch:
+def collate(
+    samples: list[Sample],
+    pad_id: int,
+    device,
+    share_prompts: bool = False,
+    lockstep: bool = False,
+    dummy: bool = False,
+) -> Batch:
+    """`samples` as one batch; with `share_prompts`, their prompts go through a `PromptCache`."""
     import torch
 
-    width = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
-    input_ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(samples), width), dtype=torch.long)
+    prompts = None
+    if share_prompts:
+        prompts = PromptCache.build([s.prompt_ids for s in samples], pad_id, device, lockstep)
+    keep = 1 + max(len(s.response_ids) for s in samples)
+    if prompts is None:
+        input_ids, mask = left_padded([s.prompt_ids + s.response_ids for s in samples], pad_id)
+        positions = positions_of(mask)
+        starts = [keep - len(s.response_ids) - 1 for s in samples]
+    else:
+        tails, tail_mask = right_padded([s.prompt_ids[-1:] + s.response_ids for s in samples])
+        input_ids = tails
+        mask = torch.cat([prompts.mask, tail_mask.to(prompts.mask.device)], dim=1)
+        first = torch.tensor([len(s.prompt_ids) - 1 for s in samples]).unsqueeze(1)
+        positions = first + torch.arange(keep).unsqueeze(0)
+        starts = [0] * len(samples)
     rows, columns, targets, advantages = [], [], [], []
-    for row, sample in enumerate(samples):
-        ids = sample.prompt_ids + sample.response_ids
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        start = len(sample.prompt_ids) - 1
-        rows += [row] * len(sample.response_ids)
-        columns += range(start, start + len(sample.response_ids))
+    for row, (sample, start) in enumerate(zip(samples, starts, strict=True)):
+        length = len(sample.response_ids)
+        rows += [row] * length
+        # The logits at the last prompt token and at every response token but the last.
+        columns += range(start, start + length)
         targets += sample.response_ids
-        advantages += [sample.advantage] * len(sample.response_ids)
+        advantages += [sample.advantage] * length
     return Batch(
+        prompts,
         input_ids.to(device),
-        attention.to(device),
+        mask.to(device),
+        positions.to(device),
+        keep,
         torch.tensor(rows, dtype=torch.long, device=device),
         torch.tensor(columns, dtype=torch.long, device=device),
         torch.tensor(targets, dtype=torch.long, device=device),
@@ -71,6 +107,44 @@ def collate(samples: list[Sample], pad_id: int, device, dummy: bool = False) -> 
         [len(s.response_ids) for s in samples],
         0.0 if dummy else 1.0,
     )
+
+
+def right_padded(rows: list[list[int]]):
+    """[rows, longest] ids (padded with 0, never attended to) and mask."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, : len(row)] = 1
+    return ids, mask
+
+
+@dataclass(frozen=True)
+class Collator:
+    """Micro-batches as `Batch`es; with `share_prompts` each distinct prompt of a micro-batch
+    runs once (see `PromptCache`), agreed between ranks under ZeRO-3 (`lockstep`)."""
+
+    pad_id: int
+    device: object
+    share_prompts: bool = True
+    lockstep: bool = False
+
+    def order(self, samples: list[Sample]) -> list[Sample]:
+        """Samples with the same prompt next to each other, so that they share micro-batches
+        (a loss summed over micro-batches does not depend on how they are cut)."""
+        if not self.share_prompts:
+            return samples
+        return sorted(samples, key=lambda sample: sample.prompt_ids)
+
+    def __call__(self, chunk: list[Sample]) -> tuple[list[Sample], Batch]:
+        """The chunk (a padding sample in place of an empty one) and its batch."""
+        dummy = not chunk
+        chunk = chunk or [dummy_sample(self.pad_id)]
+        batch = collate(chunk, self.pad_id, self.device, self.share_prompts, self.lockstep, dummy)
+        return chunk, batch
 
 
 def global_mini_batches(samples: list[Sample], parts: int, generator) -> list[list[Sample]]:
@@ -124,8 +198,18 @@ def dummy_sample(pad_id: int) -> Sample:
 
 def response_logits(model, batch: Batch):
     """The logits that predict the batch's response tokens, packed: [response tokens, vocab]."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    return logits[batch.rows, batch.columns]
+    arguments = {"use_cache": False}
+    if batch.prompts is not None:
+        arguments = {"use_cache": True, **batch.prompts.run(model)}
+    if forward_arguments(type(unwrapped(model)))[1]:
+        arguments["logits_to_keep"] = batch.keep
+    logits = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        **arguments,
+    ).logits
+    return logits[:, -batch.keep :][batch.rows, batch.columns]
 
 
 def response_logprobs(model, batch: Batch, temperature: float):
@@ -146,26 +230,28 @@ class PPOTrainer:
         reference,
         config: PPOConfig,
         temperature: float,
-        pad_id: int,
-        device,
+        collator: Collator,
         seed: int,
     ):
         self.engine = engine
         self.reference = reference
         self.config = config
         self.temperature = temperature
-        self.pad_id = pad_id
-        self.device = device
+        self.collator = collator
+        # Gradient checkpointing recomputes each layer without its cache: no shared prefix
+        # in the passes that train.
+        checkpointing = getattr(unwrapped(engine), "is_gradient_checkpointing", False)
+        self.update_collator = dataclasses.replace(
+            collator, share_prompts=collator.share_prompts and not checkpointing
+        )
         self.seed = seed
         self.objective = make_objective(
             config.loss_backend, config.clip_low, config.clip_high, config.dual_clip
         )
 
-    def _batches(self, samples: list[Sample]):
-        for chunk in micro_batches(samples, self.config.micro_batch_size):
-            dummy = not chunk
-            chunk = chunk or [dummy_sample(self.pad_id)]
-            yield chunk, collate(chunk, self.pad_id, self.device, dummy=dummy)
+    def _batches(self, samples: list[Sample], collator: Collator):
+        for chunk in micro_batches(collator.order(samples), self.config.micro_batch_size):
+            yield collator(chunk)
 
     def score(self, samples: list[Sample]) -> None:
         """Fill in old (and reference) log-probs, before any update on this batch."""
@@ -173,7 +259,7 @@ class PPOTrainer:
 
         self.engine.eval()
         with torch.no_grad():
-            for chunk, batch in self._batches(samples):
+            for chunk, batch in self._batches(samples, self.collator):
                 old = per_sample(response_logprobs(self.engine, batch, self.temperature), batch)
                 ref = (
                     per_sample(response_logprobs(self.reference, batch, self.temperature), batch)
@@ -239,7 +325,7 @@ class PPOTrainer:
                 # DeepSpeed averages gradients over ranks; scaling by world size / global
                 # tokens makes the result the token mean over the whole mini-batch.
                 scale = self.engine.world_size / global_tokens
-                batches = list(self._batches(mini_batch))
+                batches = list(self._batches(mini_batch, self.update_collator))
                 for index, (chunk, batch) in enumerate(batches):
                     self.engine.set_gradient_accumulation_boundary(index == len(batches) - 1)
                     loss = self._loss(chunk, batch, totals)

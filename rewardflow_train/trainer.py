@@ -53,7 +53,8 @@ from rewardflow_train.models import (
     load_tokenizer,
     stop_token_ids,
 )
-from rewardflow_train.ppo import PPOTrainer
+from rewardflow_train.ppo import Collator, PPOTrainer
+from rewardflow_train.prompt_cache import supports_cache
 from rewardflow_train.rollout import RolloutCollector, episode_metrics, finish_metrics
 from rewardflow_train.warmup import expert_pairs, run_sft, sft_samples
 
@@ -167,7 +168,7 @@ class EnvFactory:
 EVAL_KEYS = ("eval/", "time/eval")
 
 # Model keys a resumed run may change: they change how the model trains, not the model.
-RESUMABLE_MODEL_KEYS = frozenset({"model.gradient_checkpointing"})
+RESUMABLE_MODEL_KEYS = frozenset({"model.gradient_checkpointing", "model.share_prompts"})
 
 
 def _flatten(value, prefix: str) -> dict:
@@ -309,8 +310,7 @@ class Trainer:
             engine,
             samples,
             config.warmup,
-            tokenizer.pad_token_id,
-            dist.device,
+            self._collator(engine, tokenizer),
             config.seed,
             lambda epoch, metrics: self.logger.log("warmup", epoch, metrics),
         )
@@ -320,6 +320,20 @@ class Trainer:
         del engine
         gc.collect()
         return out_dir
+
+    @property
+    def lockstep(self) -> bool:
+        """Under ZeRO-3 every forward pass gathers shards from all ranks: ranks run each pass
+        together."""
+        return self.config.deepspeed.zero_stage == 3
+
+    def share_prompts(self, engine) -> bool:
+        return self.config.model.share_prompts and supports_cache(engine)
+
+    def _collator(self, engine, tokenizer) -> Collator:
+        return Collator(
+            tokenizer.pad_token_id, self.dist.device, self.share_prompts(engine), self.lockstep
+        )
 
     # Evaluation ---------------------------------------------------------------------------
 
@@ -378,7 +392,7 @@ class Trainer:
             if config.ppo.kl_coef > 0
             else None
         )
-        lockstep = config.deepspeed.zero_stage == 3
+        lockstep = self.lockstep
         generator = self._generator(engine, tokenizer, policy_dir, lockstep)
         collector, eval_collector = (
             RolloutCollector(
@@ -396,8 +410,7 @@ class Trainer:
             reference,
             config.ppo,
             config.rollout.temperature,
-            tokenizer.pad_token_id,
-            dist.device,
+            self._collator(engine, tokenizer),
             config.seed * 7919,  # the same on every rank: mini-batches are cut globally
         )
         rollout_sampling = SamplingSettings(
@@ -499,6 +512,7 @@ class Trainer:
             context,
             config.rollout.generation_batch_size,
             dist.device,
+            share_prompts=self.share_prompts(engine),
             zero3_engine=engine if lockstep else None,
         )
 

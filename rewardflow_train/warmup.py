@@ -16,7 +16,7 @@ import numpy as np
 from rewardflow_train.config import ConfigError, WarmupConfig
 from rewardflow_train.distributed import all_reduce
 from rewardflow_train.models import encode_prompts
-from rewardflow_train.ppo import Sample, collate, dummy_sample, micro_batches, response_logprobs
+from rewardflow_train.ppo import Collator, Sample, micro_batches, response_logprobs
 
 
 def expert_pairs(
@@ -64,8 +64,7 @@ def run_sft(
     engine,
     samples: list[Sample],
     config: WarmupConfig,
-    pad_id: int,
-    device,
+    collator: Collator,
     seed: int,
     log: Callable[[int, dict], None],
 ) -> None:
@@ -87,13 +86,12 @@ def run_sft(
             global_tokens = all_reduce([sum(len(s.response_ids) for s in mine)])[0]
             chunks = micro_batches(mine, config.micro_batch_size)
             for index, chunk in enumerate(chunks):
-                weight = 1.0 if chunk else 0.0
-                batch = collate(chunk or [dummy_sample(pad_id)], pad_id, device, dummy=not weight)
+                _, batch = collator(chunk)
                 engine.set_gradient_accumulation_boundary(index == len(chunks) - 1)
                 nll = -response_logprobs(engine, batch, 1.0).sum()
-                engine.backward(nll * weight * world / global_tokens, scale_wrt_gas=False)
+                engine.backward(nll * batch.weight * world / global_tokens, scale_wrt_gas=False)
                 engine.step()
-                loss_sum += nll.item() * weight
+                loss_sum += nll.item() * batch.weight
             token_sum += global_tokens
             step += 1
         loss_sum = all_reduce([loss_sum])[0]

@@ -68,22 +68,26 @@ def test_metrics_collectives_work_when_the_process_group_serves_only_device_tens
 
 
 def step_samples(tasks: int = 6) -> list[tuple[int, Sample]]:
-    """(task index, sample) pairs of one step: tasks with 1-4 steps of varied lengths."""
+    """(task index, sample) pairs of one step: tasks with 1-4 steps of varied lengths, whose
+    prompts open with the same instructions and repeat (members in the same state), so that
+    the prompt cache runs its prefix and body stages."""
     rng = torch.Generator().manual_seed(3)
+    instructions = torch.randint(5, 290, (4,), generator=rng).tolist()
     out = []
     for task in range(tasks):
         for turn in range(1 + task % 4):
-            prompt = torch.randint(5, 290, (3 + (task + turn) % 5,), generator=rng).tolist()
+            state = (task + turn) % 3
+            prompt = instructions + [5 + state] * (1 + state)
             response = torch.randint(5, 290, (1 + (task * turn) % 4,), generator=rng).tolist()
             advantage = float(torch.randn((), generator=rng))
             out.append((task, Sample(prompt, response, advantage, key=(task, 0, turn))))
     return out
 
 
-def update_worker(rank, world_size, port, model_dir, ppo, zero_stage, out, uneven):
+def update_worker(rank, world_size, port, model_dir, ppo, zero_stage, out, uneven, share):
     from rewardflow_train.distributed import build_engine, build_frozen
     from rewardflow_train.models import load_model
-    from rewardflow_train.ppo import PPOTrainer
+    from rewardflow_train.ppo import Collator, PPOTrainer
 
     torch.manual_seed(0)
     dist = join_group(rank, world_size, port)
@@ -93,7 +97,8 @@ def update_worker(rank, world_size, port, model_dir, ppo, zero_stage, out, uneve
     reference = None
     if ppo.kl_coef > 0:
         reference = build_frozen(load_model(model_dir, torch.float32), ds, dist.dtype, dist.device)
-    trainer = PPOTrainer(engine, reference, ppo, 1.0, 0, dist.device, seed=7)
+    collator = Collator(0, dist.device, share_prompts=share, lockstep=zero_stage == 3)
+    trainer = PPOTrainer(engine, reference, ppo, 1.0, collator, seed=7)
     pairs = step_samples()
     if uneven:  # rank 0 gets the first task only: the other rank runs many more micro-batches
         mine = [s for task, s in pairs if (task == 0) == (rank == 0)]
@@ -114,10 +119,12 @@ def update_worker(rank, world_size, port, model_dir, ppo, zero_stage, out, uneve
         torch.save(metrics, f"{out}/metrics.pt")
 
 
-def run_update(tmp_path, model_dir, name, world_size, zero_stage=0, uneven=False, **ppo):
+def run_update(
+    tmp_path, model_dir, name, world_size, zero_stage=0, uneven=False, share=True, **ppo
+):
     ppo = PPOConfig(**{"mini_batches": 2, "micro_batch_size": 3, "epochs": 2, **ppo})
     out = tmp_path / name
-    spawn(update_worker, world_size, str(model_dir), ppo, zero_stage, str(out), uneven)
+    spawn(update_worker, world_size, str(model_dir), ppo, zero_stage, str(out), uneven, share)
     from safetensors.torch import load_file
 
     return load_file(out / "model.safetensors"), torch.load(out / "metrics.pt")
@@ -152,6 +159,13 @@ def test_micro_batch_size_does_not_change_the_update(tmp_path, model_dir):
     small = run_update(tmp_path, model_dir, "small", 1, micro_batch_size=1)
     large = run_update(tmp_path, model_dir, "large", 1, micro_batch_size=16)
     assert_same_update(small, large)
+
+
+@pytest.mark.slow
+def test_running_shared_prompts_once_does_not_change_the_update(tmp_path, model_dir):
+    full = run_update(tmp_path, model_dir, "full", 1, share=False, micro_batch_size=16)
+    shared = run_update(tmp_path, model_dir, "shared", 1, share=True, micro_batch_size=16)
+    assert_same_update(full, shared)
 
 
 @pytest.mark.slow

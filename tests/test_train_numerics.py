@@ -73,7 +73,7 @@ class LongContextModel(torch.nn.Module):
         super().__init__()
         self.vocab = vocab
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids, attention_mask, **_):
         rows, width = input_ids.shape
         row = torch.linspace(-3, 3, self.vocab, dtype=torch.bfloat16)
         return type("Out", (), {"logits": row.expand(rows, width, self.vocab)})

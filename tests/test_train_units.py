@@ -75,9 +75,13 @@ def test_k3_kl_is_zero_for_equal_policies_and_positive_otherwise():
 def test_collate_marks_exactly_the_positions_that_predict_response_tokens():
     samples = [Sample([5, 6, 7], [8, 9], advantage=2.0), Sample([5], [4, 3, 2], advantage=-1.0)]
     batch = collate(samples, pad_id=0, device="cpu")
-    assert batch.input_ids.tolist() == [[5, 6, 7, 8, 9], [5, 4, 3, 2, 0]]
-    # Position t predicts token t+1: each response token is read from the position before it.
-    predicted = batch.input_ids[batch.rows, batch.columns + 1]
+    assert batch.prompts is None
+    assert batch.input_ids.tolist() == [[5, 6, 7, 8, 9], [0, 5, 4, 3, 2]]
+    assert batch.position_ids[1, 1:].tolist() == [0, 1, 2, 3]  # left padding takes no position
+    # Position t predicts token t+1: each response token is read from the position before it,
+    # among the last `keep` columns.
+    first_kept = batch.input_ids.shape[1] - batch.keep
+    predicted = batch.input_ids[batch.rows, first_kept + batch.columns + 1]
     assert predicted.tolist() == batch.targets.tolist() == [8, 9, 4, 3, 2]
     assert batch.advantages.tolist() == [2, 2, -1, -1, -1]
     assert batch.lengths == [2, 3]
