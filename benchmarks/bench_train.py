@@ -44,18 +44,18 @@ MODES = {"shared": "model.share_prompts=true", "full rows": "model.share_prompts
 
 
 class UpdateRecorder:
-    """Keeps the samples of the last update, and a profile of it when asked."""
+    """Keeps the samples of the last update, and profiles the update of `profile_step`."""
 
-    def __init__(self, profile: bool):
+    def __init__(self):
         from rewardflow_train.ppo import PPOTrainer
 
-        self.samples, self.table, self.profile = None, None, profile
+        self.samples, self.table, self.profile_step = None, None, None
         original = PPOTrainer.update
         recorder = self
 
         def update(trainer, samples, step):
             recorder.samples = samples
-            if not recorder.profile:
+            if step != recorder.profile_step:
                 return original(trainer, samples, step)
             import torch
 
@@ -68,20 +68,21 @@ class UpdateRecorder:
 
 
 def run_steps(output_dir: Path, steps: int, overrides: list[str]) -> list[dict]:
+    """The train records of steps 2 to `steps` (the first is left out as warm-up) of a run
+    that may go on longer."""
     from rewardflow_train.config import load_config
     from rewardflow_train.metrics import read_metrics
     from rewardflow_train.trainer import Trainer
 
     base = [
         f"output_dir={output_dir}",
-        f"train.steps={steps}",
         "eval.tasks=0",
         "log.tensorboard=false",
         "log.progress_bar=false",
         "log.plot=false",
     ]
     Trainer(load_config(CONFIG, [*base, *overrides])).run()
-    records = [r for r in read_metrics(output_dir) if r["kind"] == "train"][1:]
+    records = [r for r in read_metrics(output_dir) if r["kind"] == "train"][1:steps]
     if not records:
         raise SystemExit("--steps must be at least 2 (the first step is left out)")
     return records
@@ -195,12 +196,16 @@ def main() -> None:
     if args.model is not None:
         start += ["model.tiny=null", f"model.path={args.model.resolve()}"]
 
-    recorder = UpdateRecorder(profile=False)
+    recorder = UpdateRecorder()
     phases: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode, switch in MODES.items():
-            recorder.profile = mode == "shared"
-            records = run_steps(Path(tmp) / mode, args.steps, [*start, switch])
+            # One more step with sharing, its update profiled and left out of the means.
+            steps = args.steps + (mode == "shared")
+            recorder.profile_step = steps if mode == "shared" else None
+            records = run_steps(
+                Path(tmp) / mode, args.steps, [*start, switch, f"train.steps={steps}"]
+            )
             phases[mode] = {p: statistics.fmean(r[f"time/{p}"] for r in records) for p in PHASES}
             if mode == "shared":
                 samples = statistics.fmean(r["samples"] for r in records)

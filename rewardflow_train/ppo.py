@@ -253,22 +253,51 @@ class PPOTrainer:
         for chunk in micro_batches(collator.order(samples), self.config.micro_batch_size):
             yield collator(chunk)
 
-    def score(self, samples: list[Sample]) -> None:
-        """Fill in old (and reference) log-probs, before any update on this batch."""
+    def _generator(self, step: int):
+        """Seeds the step's shuffle into mini-batches, the same on every rank and call."""
         import torch
 
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+
+    def score(self, samples: list[Sample], step: int) -> None:
+        """Fill in old log-probs, before any update on this batch, of the samples that train
+        after the first optimizer step; the first mini-batch takes its own from its training
+        pass, which runs before that step, on the policy that sampled it (as TRL does when
+        it trains on-policy). With a reference model, fill in reference log-probs of all."""
+        import torch
+
+        first = global_mini_batches(samples, self.config.mini_batches, self._generator(step))[0]
+        for sample in first:
+            sample.old_logprobs = None  # taken in the training pass
+        on_policy = {id(sample) for sample in first}
+        later = [sample for sample in samples if id(sample) not in on_policy]
+        passes = [(self.engine, later, "old_logprobs")]
+        if self.reference is not None:
+            passes.append((self.reference, samples, "ref_logprobs"))
         self.engine.eval()
         with torch.no_grad():
-            for chunk, batch in self._batches(samples, self.collator):
-                old = per_sample(response_logprobs(self.engine, batch, self.temperature), batch)
-                ref = (
-                    per_sample(response_logprobs(self.reference, batch, self.temperature), batch)
-                    if self.reference is not None
-                    else [None] * len(chunk)
-                )
+            for model, scored, attribute in passes:
+                for chunk, batch in self._batches(scored, self.collator):
+                    logprobs = per_sample(response_logprobs(model, batch, self.temperature), batch)
+                    if batch.weight:
+                        for sample, values in zip(chunk, logprobs, strict=True):
+                            setattr(sample, attribute, values)
+
+    def _old_logprobs(self, chunk: list[Sample], batch: Batch, logprobs):
+        """The chunk's old log-probs, packed; a sample without them is in its on-policy pass
+        (see `score`): its current log-probs are its old ones, kept for later epochs."""
+        import torch
+
+        current = logprobs.detach().split(batch.lengths)
+        old = []
+        for sample, values in zip(chunk, current, strict=True):
+            if sample.old_logprobs is None:
                 if batch.weight:
-                    for sample, old_lp, ref_lp in zip(chunk, old, ref, strict=True):
-                        sample.old_logprobs, sample.ref_logprobs = old_lp, ref_lp
+                    sample.old_logprobs = values.cpu()
+                old.append(values)
+            else:
+                old.append(sample.old_logprobs.to(logprobs.device))
+        return torch.cat(old)
 
     @staticmethod
     def _packed(samples: list[Sample], attr: str, device):
@@ -289,7 +318,7 @@ class PPOTrainer:
         else:
             with torch.no_grad():
                 entropy = token_entropy(logits, self.temperature)
-        old = self._packed(chunk, "old_logprobs", logprobs.device)
+        old = self._old_logprobs(chunk, batch, logprobs)
         policy_sum, clipped = self.objective.loss(logprobs, old, batch.advantages)
         loss = policy_sum - config.entropy_coef * entropy.sum()
         kl_sum = torch.zeros((), device=logprobs.device)
@@ -307,17 +336,19 @@ class PPOTrainer:
 
     def update(self, samples: list[Sample], step: int) -> dict[str, float]:
         """`ppo.epochs` passes, each of `ppo.mini_batches` optimizer steps."""
-        import torch
 
         config = self.config
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        generator = self._generator(step)
         totals = dict.fromkeys(
             ("loss/policy", "loss/kl", "clip_fraction", "entropy", "tokens"), 0.0
         )
         grad_norms = []
         self.engine.train()
-        for _ in range(config.epochs):
-            for mini_batch in global_mini_batches(samples, config.mini_batches, generator):
+        for epoch in range(config.epochs):
+            parts = global_mini_batches(samples, config.mini_batches, generator)
+            for part, mini_batch in enumerate(parts):
+                if (epoch, part) != (0, 0) and any(s.old_logprobs is None for s in mini_batch):
+                    raise RuntimeError("PPOTrainer.score(samples, step) must run before update")
                 tokens = sum(len(s.response_ids) for s in mini_batch)
                 global_tokens = all_reduce([tokens])[0]
                 if global_tokens == 0:

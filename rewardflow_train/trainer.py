@@ -532,7 +532,7 @@ class Trainer:
         samples = training_samples(groups, config.advantage)
         advantage_time = timer() - start
         start = timer()
-        ppo.score(samples)
+        ppo.score(samples, step)
         score_time = timer() - start
         start = timer()
         update = ppo.update(samples, step)

@@ -84,10 +84,12 @@ def step_samples(tasks: int = 6) -> list[tuple[int, Sample]]:
     return out
 
 
-def update_worker(rank, world_size, port, model_dir, ppo, zero_stage, out, uneven, share):
+def update_worker(
+    rank, world_size, port, model_dir, ppo, zero_stage, out, uneven, share, score_all
+):
     from rewardflow_train.distributed import build_engine, build_frozen
     from rewardflow_train.models import load_model
-    from rewardflow_train.ppo import Collator, PPOTrainer
+    from rewardflow_train.ppo import Collator, PPOTrainer, response_logprobs
 
     torch.manual_seed(0)
     dist = join_group(rank, world_size, port)
@@ -106,7 +108,12 @@ def update_worker(rank, world_size, port, model_dir, ppo, zero_stage, out, uneve
         mine = [s for task, s in pairs if task % world_size == rank]
     metrics = []
     for step in (1, 2):
-        trainer.score(mine)
+        trainer.score(mine, step)
+        if score_all:  # every sample scored in a pass of its own, none in its training pass
+            with torch.no_grad():
+                for sample in mine:
+                    _, batch = collator([sample])
+                    sample.old_logprobs = response_logprobs(engine, batch, 1.0)
         metrics.append(trainer.update(mine, step))
     from rewardflow_train.checkpoint import export_model
 
@@ -120,11 +127,20 @@ def update_worker(rank, world_size, port, model_dir, ppo, zero_stage, out, uneve
 
 
 def run_update(
-    tmp_path, model_dir, name, world_size, zero_stage=0, uneven=False, share=True, **ppo
+    tmp_path,
+    model_dir,
+    name,
+    world_size,
+    zero_stage=0,
+    uneven=False,
+    share=True,
+    score_all=False,
+    **ppo,
 ):
     ppo = PPOConfig(**{"mini_batches": 2, "micro_batch_size": 3, "epochs": 2, **ppo})
     out = tmp_path / name
-    spawn(update_worker, world_size, str(model_dir), ppo, zero_stage, str(out), uneven, share)
+    arguments = (ppo, zero_stage, str(out), uneven, share, score_all)
+    spawn(update_worker, world_size, str(model_dir), *arguments)
     from safetensors.torch import load_file
 
     return load_file(out / "model.safetensors"), torch.load(out / "metrics.pt")
@@ -166,6 +182,15 @@ def test_running_shared_prompts_once_does_not_change_the_update(tmp_path, model_
     full = run_update(tmp_path, model_dir, "full", 1, share=False, micro_batch_size=16)
     shared = run_update(tmp_path, model_dir, "shared", 1, share=True, micro_batch_size=16)
     assert_same_update(full, shared)
+
+
+@pytest.mark.slow
+def test_the_first_mini_batch_takes_its_old_log_probs_from_its_training_pass(tmp_path, model_dir):
+    """Before the first optimizer step the policy is the one that sampled: its log-probs in
+    the training pass are the old ones, as a pass of their own would give them."""
+    scored = run_update(tmp_path, model_dir, "scored", 1, score_all=True, kl_coef=0.1)
+    on_policy = run_update(tmp_path, model_dir, "on_policy", 1, kl_coef=0.1)
+    assert_same_update(scored, on_policy)
 
 
 @pytest.mark.slow
