@@ -18,6 +18,7 @@ from rewardflow_train.prompt_cache import (
     forward_arguments,
     left_padded,
     positions_of,
+    right_padded,
     unwrapped,
 )
 
@@ -80,8 +81,9 @@ def collate(
         positions = positions_of(mask)
         starts = [keep - len(s.response_ids) - 1 for s in samples]
     else:
-        tails, tail_mask = right_padded([s.prompt_ids[-1:] + s.response_ids for s in samples])
-        input_ids = tails
+        # The last prompt token, then the response, after each row's cached prompt.
+        tails = [s.prompt_ids[-1:] + s.response_ids for s in samples]
+        input_ids, tail_mask = right_padded(tails, pad_id)
         mask = torch.cat([prompts.mask, tail_mask.to(prompts.mask.device)], dim=1)
         first = torch.tensor([len(s.prompt_ids) - 1 for s in samples]).unsqueeze(1)
         positions = first + torch.arange(keep).unsqueeze(0)
@@ -107,19 +109,6 @@ def collate(
         [len(s.response_ids) for s in samples],
         0.0 if dummy else 1.0,
     )
-
-
-def right_padded(rows: list[list[int]]):
-    """[rows, longest] ids (padded with 0, never attended to) and mask."""
-    import torch
-
-    width = max(len(row) for row in rows)
-    ids = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for index, row in enumerate(rows):
-        ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[index, : len(row)] = 1
-    return ids, mask
 
 
 @dataclass(frozen=True)

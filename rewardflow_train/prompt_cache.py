@@ -70,6 +70,19 @@ def left_padded(rows: list[list[int]], pad_id: int, width: int | None = None):
     return ids, mask
 
 
+def right_padded(rows: list[list[int]], pad_id: int):
+    """[rows, the longest row] ids and mask, every row starting at the first column."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, : len(row)] = 1
+    return ids, mask
+
+
 def positions_of(mask):
     """Position ids that count only the tokens the mask keeps."""
     return (mask.cumsum(-1) - 1).clamp(min=0)
@@ -128,10 +141,6 @@ class PromptCache:
             body_mask[index].to(device),
             ids.to(device),
         )
-
-    @property
-    def columns(self) -> int:
-        return self.mask.shape[1]
 
     def run(self, model) -> dict:
         """Stages 1 and 2 on `model`: the forward arguments that continue every row."""
