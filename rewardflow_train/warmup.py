@@ -84,7 +84,7 @@ def run_sft(
         for start in range(0, len(order), config.batch_size):
             mine = [samples[i] for i in order[start : start + config.batch_size][rank::world]]
             global_tokens = all_reduce([sum(len(s.response_ids) for s in mine)])[0]
-            chunks = micro_batches(collator.order(mine), config.micro_batch_size)
+            chunks = micro_batches(mine, config.micro_batch_size)
             for index, chunk in enumerate(chunks):
                 _, batch = collator(chunk)
                 engine.set_gradient_accumulation_boundary(index == len(chunks) - 1)
