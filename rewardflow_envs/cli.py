@@ -85,19 +85,26 @@ def _search_backend(args: argparse.Namespace, dataset) -> tuple[object, str]:
 def serve_retriever(args: argparse.Namespace, out: TextIO) -> int:
     """RF-Search-v0's corpus behind Search-R1's retrieval protocol (see envs/search/server.py)."""
     from rewardflow_envs.envs.search.dataset import load_dataset, resolve_data_dir
-    from rewardflow_envs.envs.search.server import Limits, create_app, serve
+    from rewardflow_envs.envs.search.server import Limits, bind, create_app, serve
 
     try:
+        limits = Limits(
+            topk=args.topk,
+            max_body_bytes=args.max_body_mb * 2**20,
+            max_in_flight=args.max_in_flight,
+            request_timeout_s=args.request_timeout,
+        )
         dataset = load_dataset(resolve_data_dir(args.data_path))
         backend, name = _search_backend(args, dataset)
-        app = create_app(dataset.passages, backend, name, Limits(topk=args.topk))
+        app = create_app(dataset.passages, backend, name, limits)
+        listener = bind(args.host, args.port)
     except (FileNotFoundError, ValueError, MissingExtraError) as error:
         out.write(f"error: {error}\n")
         return 2
     passages = len(dataset.passages)
     out.write(f"serving {passages} passages ({name}) at http://{args.host}:{args.port}/retrieve\n")
     out.flush()
-    serve(app, args.host, args.port)
+    serve(app, listener, limits)
     return 0
 
 
@@ -182,7 +189,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument(
-        "--topk", type=int, default=3, help="passages when a request names none"
+        "--topk", type=int, default=3, help="passages when a request names none (1-100)"
+    )
+    serve_parser.add_argument(
+        "--max-body-mb", type=int, default=4, help="largest request body, in MiB (default 4)"
+    )
+    serve_parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=16,
+        help="requests received or answered at once; more get a 503 (default 16)",
+    )
+    serve_parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client has to send a whole request (default 30)",
     )
     serve_parser.add_argument("--backend", choices=("bm25", "lucene", "dense"), default="bm25")
     serve_parser.add_argument(

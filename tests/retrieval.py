@@ -11,12 +11,13 @@ from ranks import free_port
 
 
 @contextlib.contextmanager
-def serving(app) -> Iterator[str]:
-    """`app` served by uvicorn on a free loopback port; yields its base URL."""
+def serving(app, **config) -> Iterator[str]:
+    """`app` served by uvicorn on a free loopback port (`config`: more uvicorn settings);
+    yields its base URL."""
     import uvicorn
 
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="error")
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="error", **config)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -4,6 +4,7 @@ concurrent clients, bounded and malformed requests, and the command that starts 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -142,7 +143,8 @@ def test_the_command_binds_loopback_unless_told_and_names_a_missing_corpus(
     assert cli.main(["serve-retriever", "--data-path", str(tmp_path / "nowhere")]) == 2
     assert str(tmp_path / "nowhere") in capsys.readouterr().out
     binds = []
-    monkeypatch.setattr(server, "serve", lambda app, host, port: binds.append((host, port)))
+    monkeypatch.setattr(server, "bind", lambda host, port: binds.append((host, port)))
+    monkeypatch.setattr(server, "serve", lambda app, listener, limits: None)
     assert cli.main(["serve-retriever", "--port", "8123"]) == 0
     assert cli.main(["serve-retriever", "--host", "0.0.0.0", "--port", "8124"]) == 0
     assert binds == [("127.0.0.1", 8123), ("0.0.0.0", 8124)]
@@ -207,3 +209,87 @@ def test_a_refused_request_is_reported_at_once_with_the_servers_reason(url):
         env.step("<search>Quidron compass</search>")
     with pytest.raises(ValueError, match="retriever_url must be an http"):
         search_env("localhost:8000/retrieve")
+
+
+# A hostile client or a mistyped command.
+
+
+def raw_request(url: str, head: bytes, timeout: float = 10.0):
+    """A socket to the server that has sent `head` (bytes as they go on the wire)."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=timeout)
+    connection.sendall(head)
+    return connection
+
+
+def status_of(connection) -> int:
+    reply = connection.recv(4096)
+    return int(reply.split(b" ")[1])
+
+
+@pytest.fixture
+def strict_url(corpus):
+    passages, backend = corpus
+    limits = Limits(max_in_flight=2, request_timeout_s=1.0)
+    app = create_app(passages, backend, "bm25", limits)
+    with serving(app, http=server.deadline_protocol(limits.request_timeout_s)) as url:
+        yield url
+
+
+def test_a_chunked_body_is_refused_before_any_of_it_is_read(url):
+    """Content-Length: 1 beside Transfer-Encoding: chunked used to read a body of any size."""
+    head = (
+        b"POST /retrieve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    with raw_request(url, head) as connection:  # not one byte of the body sent
+        assert status_of(connection) == 411
+
+
+def test_requests_beyond_the_in_flight_limit_get_a_503(strict_url):
+    head = b"POST /retrieve HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+    slow = [raw_request(strict_url, head) for _ in range(2)]  # bodies that never finish
+    time.sleep(0.3)
+    try:
+        reply = requests.post(f"{strict_url}/retrieve", json={"query": "Quidron compass"})
+        assert reply.status_code == 503 and "try again" in reply.json()["detail"]
+    finally:
+        for connection in slow:
+            connection.close()
+    time.sleep(1.5)  # their requests time out and leave
+    assert requests.post(f"{strict_url}/retrieve", json={"query": "a"}).status_code == 200
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_a_408(strict_url):
+    head = b'POST /retrieve HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"qu'
+    started = time.monotonic()
+    with raw_request(strict_url, head) as connection:
+        assert status_of(connection) == 408
+    assert time.monotonic() - started < 5
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(strict_url):
+    started = time.monotonic()
+    with raw_request(strict_url, b"POST /retrieve HTTP/1.1\r\nHost: x\r\n") as connection:
+        assert connection.recv(4096) == b""  # closed by the server, no answer
+    assert time.monotonic() - started < 5
+    assert requests.get(f"{strict_url}/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--port", "99999"], "--port must be between 1 and 65535"),
+        (["--host", "256.1.1.1"], "cannot listen on 256.1.1.1:"),
+        (["--topk", "0"], "topk must be between 1 and 100"),
+        (["--topk", "1000"], "topk must be between 1 and 100"),
+        (["--max-in-flight", "0"], "max_in_flight must be at least 1"),
+        (["--request-timeout", "nan"], "request_timeout_s must be above 0"),
+    ],
+)
+def test_bad_command_settings_are_refused_before_the_server_says_it_serves(
+    arguments, message, capsys
+):
+    assert cli.main(["serve-retriever", *arguments]) == 2
+    out = capsys.readouterr().out
+    assert message in out and "serving" not in out

@@ -8,11 +8,16 @@
 query, the top-k corpus rows ``{"id", "contents"}``, each as ``{"document": row, "score": s}``
 when scores are asked for. A missing or zero ``topk`` is the server's default. ``GET /health``
 says what is served. Requests are bounded (queries per request, characters per query, ``topk``,
-body bytes) and anything else gets a 4xx with a message.
+body bytes as read, requests in flight, seconds to receive a request) and anything else gets a
+4xx (or a 503 while the server is full) with a message.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request model from the endpoint's
 # annotation, and that model is defined inside create_app.
+import asyncio
+import json
+import math
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +35,24 @@ class Limits:
     max_queries: int = 1024
     max_query_chars: int = 4096
     max_body_bytes: int = 4 * 2**20
+    # Requests being received or answered at once; more get a 503. With the body limit this
+    # bounds the memory that request bodies take (16 x 4 MiB).
+    max_in_flight: int = 16
+    # Seconds a client has to send a request (line, headers and body) once its connection
+    # opens or its previous answer is sent; then the connection is closed (or the request
+    # answered 408 when its headers came in time).
+    request_timeout_s: float = 30.0
+
+    def __post_init__(self):
+        if not 1 <= self.topk <= self.max_topk:
+            raise ValueError(f"topk must be between 1 and {self.max_topk}, got {self.topk}")
+        for name in ("max_topk", "max_queries", "max_query_chars", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
+        if not (math.isfinite(self.request_timeout_s) and self.request_timeout_s > 0):
+            raise ValueError(f"request_timeout_s must be above 0, got {self.request_timeout_s}")
 
 
 class ScoredSearch(Protocol):
@@ -55,15 +78,6 @@ def create_app(passages: Sequence[Passage], backend: ScoredSearch, name: str, li
 
     def refuse(status: int, message: str):
         return JSONResponse(status_code=status, content={"detail": message})
-
-    @app.middleware("http")
-    async def bounded_body(request, call_next):
-        declared = request.headers.get("content-length", "")
-        if request.method == "POST" and not declared.isdigit():
-            return refuse(411, "send the request with a Content-Length")
-        if declared.isdigit() and int(declared) > limits.max_body_bytes:
-            return refuse(413, f"the request body is over {limits.max_body_bytes} bytes")
-        return await call_next(request)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -93,9 +107,148 @@ def create_app(passages: Sequence[Passage], backend: ScoredSearch, name: str, li
             result.append(documents)
         return {"result": result}
 
+    app.add_middleware(BoundedRequests, limits=limits)
     return app
 
 
-def serve(app, host: str = DEFAULT_HOST, port: int = 8000) -> None:
+class BoundedRequests:
+    """ASGI middleware that holds every request to the limits before the app sees it.
+
+    The body is read here, counting the bytes that actually arrive (whatever Content-Length
+    says), within the request's time limit, and handed to the app whole. A chunked body
+    (Transfer-Encoding) is refused before any of it is read: Search-R1's clients send a
+    Content-Length.
+    """
+
+    def __init__(self, app, limits: Limits):
+        self.app = app
+        self.limits = limits
+        self.in_flight = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = self._refusal(scope)
+        if problem is not None:
+            await _answer(send, *problem)
+            return
+        self.in_flight += 1
+        try:
+            body = await self._read_body(scope, receive, send)
+            if body is not None:
+                await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.in_flight -= 1
+
+    def _refusal(self, scope) -> tuple[int, str] | None:
+        limits = self.limits
+        headers = dict(scope["headers"])
+        if b"transfer-encoding" in headers:
+            return 411, "send the request with a Content-Length, not a chunked body"
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if scope["method"] == "POST" and not declared.isdigit():
+            return 411, "send the request with a Content-Length"
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:
+            return 413, f"the request body is over {limits.max_body_bytes} bytes"
+        if self.in_flight >= limits.max_in_flight:
+            return 503, f"the server is answering {limits.max_in_flight} requests; try again"
+        return None
+
+    async def _read_body(self, scope, receive, send) -> bytes | None:
+        """The whole body, or None after answering (too large, too slow, client gone)."""
+        limit = self.limits.max_body_bytes
+        body = bytearray()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.request_timeout_s
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on
+                await _answer(send, 408, "the request body did not arrive in time")
+                return None
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _answer(send, 413, f"the request body is over {limit} bytes")
+                return None
+            if not message.get("more_body", False):
+                return bytes(body)
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that gives the app the body already read, then waits on the client."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _answer(send, status: int, message: str) -> None:
+    body = json.dumps({"detail": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port`, or a ValueError that names what is wrong with
+    them (checked before the server says it is serving)."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(socket.SOMAXCONN)
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return listener
+
+
+def deadline_protocol(timeout_s: float):
+    """uvicorn's h11 protocol with a deadline on each request's line and headers.
+
+    uvicorn has no such timeout (its keep-alive timer restarts on every byte that arrives), so
+    a client could hold a connection open forever by never finishing its headers. Here a
+    connection is closed when no new request has begun `timeout_s` after it opened or after
+    its previous answer; the body's time limit is `BoundedRequests`'s.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class RequestDeadline(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._start_deadline()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            self._start_deadline()
+
+        def _start_deadline(self):
+            self.loop.call_later(timeout_s, self._expire, self.cycle)
+
+        def _expire(self, cycle):
+            waiting = cycle is None or cycle.response_complete  # for the next request's head
+            if self.cycle is cycle and waiting and not self.transport.is_closing():
+                self.transport.close()
+
+    return RequestDeadline
+
+
+def serve(app, listener: socket.socket, limits: Limits = Limits()) -> None:
+    """Serve `app` on the bound `listener` until interrupted."""
     uvicorn = require("uvicorn", "retriever")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(
+        app, http=deadline_protocol(limits.request_timeout_s), log_level="warning"
+    )
+    uvicorn.Server(config).run(sockets=[listener])
