@@ -18,6 +18,7 @@ from rewardflow_train.prompt_cache import (
     forward_arguments,
     left_padded,
     positions_of,
+    recomputes_layers,
     right_padded,
     unwrapped,
 )
@@ -229,9 +230,8 @@ class PPOTrainer:
         self.collator = collator
         # Gradient checkpointing recomputes each layer without its cache: no shared prefix
         # in the passes that train.
-        checkpointing = getattr(unwrapped(engine), "is_gradient_checkpointing", False)
         self.update_collator = dataclasses.replace(
-            collator, share_prompts=collator.share_prompts and not checkpointing
+            collator, share_prompts=collator.share_prompts and not recomputes_layers(engine)
         )
         self.seed = seed
         self.objective = make_objective(

@@ -39,6 +39,17 @@ def unwrapped(model):
     return getattr(model, "module", model)
 
 
+def recomputes_layers(model) -> bool:
+    """Whether the model recomputes its layers in the backward pass (gradient checkpointing),
+    which runs them without their cache."""
+    model = unwrapped(model)
+    # The property's name from transformers 5.2x on, then the older one.
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
 def supports_cache(model) -> bool:
     return forward_arguments(type(unwrapped(model)))[0] is not None
 

@@ -80,6 +80,20 @@ def test_shared_prompts_give_the_log_probs_and_gradients_of_full_rows(model_dir)
     assert cached.prefix_ids.shape == (1, 12)
 
 
+def test_the_update_runs_full_rows_under_gradient_checkpointing(model_dir):
+    """Checkpointed layers run again in the backward pass without their cache."""
+    from rewardflow_train.config import PPOConfig
+    from rewardflow_train.ppo import PPOTrainer
+
+    model = load_model(model_dir, torch.float32)
+    plain = PPOTrainer(model, None, PPOConfig(), 1.0, Collator(0, "cpu"), seed=0)
+    assert plain.update_collator.share_prompts
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed = PPOTrainer(model, None, PPOConfig(), 1.0, Collator(0, "cpu"), seed=0)
+    assert checkpointed.collator.share_prompts  # scoring runs without gradients: shared
+    assert not checkpointed.update_collator.share_prompts
+
+
 def test_a_prompt_cache_holds_every_prompt_but_its_last_token():
     prompts = [[1, 2, 3, 4], [1, 2, 5], [1, 2, 3, 4], [1, 2]]
     cached = PromptCache.build(prompts, 0, "cpu")
