@@ -126,6 +126,9 @@ class GroupWorkerError(RuntimeError):
 _CLOSE_GRACE = 5.0
 # Generous: an ALFWorld or dense-search member can take seconds to build or reset.
 DEFAULT_WORKER_TIMEOUT = 600.0
+# Members a group may have unless the caller raises it: every member holds a whole env, so a
+# mistyped size (10**6) would fill the memory long before it failed.
+DEFAULT_MAX_MEMBERS = 4096
 # Starting a worker (a new interpreter importing the env, loading its data) gets at least this.
 _START_MIN = 120.0
 
@@ -341,6 +344,7 @@ class GroupEnv(ParallelEnv):
             takes longer is terminated, and one that dies is reported: both raise
             GroupWorkerError naming its members, the group has no live agents, and the next
             ``reset()`` starts a fresh worker.
+        max_n: the largest `n` accepted (default 4,096); raise it for larger groups.
 
     ``reset(seed=s, options=o)`` passes the same `s` and `o` to every member; without a seed the
     group draws one from its own RNG, so members still share one task. Each member's action
@@ -358,10 +362,16 @@ class GroupEnv(ParallelEnv):
         state_key: StateKeyFn | None = None,
         workers: int = 0,
         worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
+        max_n: int = DEFAULT_MAX_MEMBERS,
         **make_kwargs: Any,
     ):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int (the group size), got {n!r}")
+        if n > max_n:
+            raise ValueError(
+                f"n={n} is more than max_n={max_n} members (each holds its own env); "
+                "pass a larger max_n for a group that size"
+            )
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
         if worker_timeout is not None and not (

@@ -96,6 +96,8 @@ class EnvFactory:
         self.worker_timeout = env.worker_timeout
         self.state_key = import_callable(env.state_key, "env.state_key") if env.state_key else None
         self._check_kwargs()
+        if self.state_key is not None:
+            self._check_state_key(env.state_key)
 
     def _check_kwargs(self) -> None:
         """Make one env of each distinct kwargs now, so that bad kwargs or a missing data path
@@ -118,6 +120,23 @@ class EnvFactory:
                 raise ConfigError(
                     f"{name}: {self.id} cannot be made with {kwargs!r}: {error}"
                 ) from None
+
+    def _check_state_key(self, name: str) -> None:
+        """Call `env.state_key` once on a first observation, so that a function of the wrong
+        signature, or one that returns an unhashable key, stops the run before any model is
+        built."""
+        env = self.make()
+        try:
+            observation, info = env.reset(seed=0)
+            try:
+                hash(self.state_key(observation, info))
+            except TypeError as error:
+                raise ConfigError(
+                    f"env.state_key: {name} must take (observation, info) and return a "
+                    f"hashable key; on {self.id}'s first observation it failed: {error}"
+                ) from None
+        finally:
+            env.close()
 
     def make(self, **extra):
         import gymnasium

@@ -403,6 +403,19 @@ def test_bad_arguments(args, error, match):
         GroupEnv(*args)
 
 
+def test_a_group_larger_than_max_n_is_refused_before_any_member_is_built():
+    """A mistyped size (10**6 members, one env each) used to fill the memory."""
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="n=1000000 is more than max_n=4096"):
+        GroupEnv("FrozenLake-v1", 10**6)
+    assert time.monotonic() - started < 1
+    with pytest.raises(ValueError, match="n=5 is more than max_n=4"):
+        GroupEnv("FrozenLake-v1", 5, max_n=4)
+    group = GroupEnv("FrozenLake-v1", 5, max_n=5)
+    assert len(group.possible_agents) == 5
+    group.close()
+
+
 def test_bad_workers_argument():
     with pytest.raises(ValueError, match="workers must be an int >= 0"):
         GroupEnv("FrozenLake-v1", 2, workers=-1)

@@ -130,6 +130,8 @@ def check(result):
             ["env.id=RF-WebShop-v0", "env.kwargs={data_path: /no/such/dir}"],
             "/no/such/dir",
         ),
+        (["env.state_key=os:getcwd"], "env.state_key: os:getcwd must take (observation, info)"),
+        (["env.state_key=builtins:list"], "env.state_key: builtins:list must take"),
     ],
 )
 def test_bad_input_gives_one_clear_message(tmp_path, capsys, overrides, message):
