@@ -333,6 +333,30 @@ def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def unique_keys_loader():
+    """PyYAML's safe loader, refusing a key that appears twice in one mapping (the safe loader
+    keeps the last one silently), naming the key and both lines."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *anchor` may set keys again by design
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, typing.Hashable) and key in lines:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice, on lines {lines[key]} and {line}"
+                    )
+                if isinstance(key, typing.Hashable):
+                    lines[key] = line
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
 def parse_config(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
     """Read the YAML file (or start from the defaults), apply overrides, build `cls` from it."""
     import yaml
@@ -340,10 +364,14 @@ def parse_config(cls: type, path: str | Path | None, overrides: list[str] = ()) 
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
+        if path.is_dir():
+            raise ConfigError(f"config file {str(path)!r} is a directory, not a YAML file")
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} is not a regular file")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=unique_keys_loader()) or {}
         except UnicodeDecodeError as error:
             raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({error})") from None
         except yaml.YAMLError as error:

@@ -259,9 +259,15 @@ class Trainer:
         if self.dist.is_main:
             try:
                 self._claim_output_dir()
-            except (ConfigError, OSError) as error:
+            except ConfigError as error:
                 self.lock.release()
                 problem = str(error)
+            except OSError as error:
+                self.lock.release()
+                problem = (
+                    f"output_dir {str(self.output_dir)!r} cannot be created or written: "
+                    f"{error.strerror or error}"
+                )
         problem = broadcast_object(problem)
         if problem is not None:
             raise ConfigError(problem)

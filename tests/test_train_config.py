@@ -96,6 +96,22 @@ def test_a_missing_config_file_is_named(tmp_path):
         load_config(tmp_path / "absent.yaml")
 
 
+def test_a_config_path_that_is_no_yaml_file_is_named_for_what_it_is(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory, not a YAML file"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match="'/dev/null' is not a regular file"):
+        load_config("/dev/null")
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path):
+    path = write(tmp_path, "seed: 1\ntrain:\n  steps: 3\n  eval_every: 1\n  steps: 4\n")
+    with pytest.raises(ConfigError, match="key 'steps' appears twice, on lines 3 and 5"):
+        load_config(path)
+    merged = write(tmp_path, "base: &base {steps: 3}\ntrain:\n  <<: *base\n  eval_every: 1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'base'"):
+        load_config(merged)  # the merge itself is no repeated key
+
+
 def test_to_dict_round_trips_through_yaml(tmp_path):
     import yaml
 

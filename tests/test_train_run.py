@@ -131,6 +131,7 @@ def check(result):
             "/no/such/dir",
         ),
         (["env.state_key=os:getcwd"], "env.state_key: os:getcwd must take (observation, info)"),
+        (["output_dir=/proc/x"], "output_dir '/proc/x' cannot be created or written: No such"),
         (["env.state_key=builtins:list"], "env.state_key: builtins:list must take"),
     ],
 )
