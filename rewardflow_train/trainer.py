@@ -94,14 +94,14 @@ class EnvFactory:
         )
         self.workers = env.workers
         self.worker_timeout = env.worker_timeout
+        self.state_key_name = env.state_key
         self.state_key = import_callable(env.state_key, "env.state_key") if env.state_key else None
         self._check_kwargs()
-        if self.state_key is not None:
-            self._check_state_key(env.state_key)
 
     def _check_kwargs(self) -> None:
         """Make one env of each distinct kwargs now, so that bad kwargs or a missing data path
-        stop the run with one message before any model is built."""
+        stop the run with one message before any model is built; the env of `env.kwargs` also
+        gives `env.state_key` its first observation."""
         import gymnasium
 
         checks = {"env.kwargs": self.kwargs, "eval.env_kwargs": self.eval_kwargs}
@@ -115,28 +115,29 @@ class EnvFactory:
                 continue
             made.append(kwargs)
             try:
-                gymnasium.make(self.id, **kwargs).close()
+                env = gymnasium.make(self.id, **kwargs)
             except (TypeError, ValueError, OSError, gymnasium.error.Error) as error:
                 raise ConfigError(
                     f"{name}: {self.id} cannot be made with {kwargs!r}: {error}"
                 ) from None
-
-    def _check_state_key(self, name: str) -> None:
-        """Call `env.state_key` once on a first observation, so that a function of the wrong
-        signature, or one that returns an unhashable key, stops the run before any model is
-        built."""
-        env = self.make()
-        try:
-            observation, info = env.reset(seed=0)
             try:
-                hash(self.state_key(observation, info))
-            except TypeError as error:
-                raise ConfigError(
-                    f"env.state_key: {name} must take (observation, info) and return a "
-                    f"hashable key; on {self.id}'s first observation it failed: {error}"
-                ) from None
-        finally:
-            env.close()
+                if name == "env.kwargs" and self.state_key is not None:
+                    self._check_state_key(env)
+            finally:
+                env.close()
+
+    def _check_state_key(self, env) -> None:
+        """Call `env.state_key` once on a first observation of `env`, so that a function of
+        the wrong signature, or one that returns an unhashable key, stops the run before any
+        model is built."""
+        observation, info = env.reset(seed=0)
+        try:
+            hash(self.state_key(observation, info))
+        except TypeError as error:
+            raise ConfigError(
+                f"env.state_key: {self.state_key_name} must take (observation, info) and return a "
+                f"hashable key; on {self.id}'s first observation it failed: {error}"
+            ) from None
 
     def make(self, **extra):
         import gymnasium
