@@ -140,12 +140,10 @@ def _join_process_group(backend: str) -> None:
 
 def _listen(host: str, port: int) -> int:
     """A listening socket on exactly `host`:`port`; its descriptor passes to the store."""
+    from rewardflow_envs.net import listening_socket
+
     try:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(socket.SOMAXCONN)
+        listener = listening_socket(host, port)
     except OSError as error:
         raise OSError(
             f"cannot serve the rendezvous on MASTER_ADDR:MASTER_PORT {host}:{port} ({error})"

@@ -15,7 +15,6 @@ body bytes as read, requests in flight, seconds to receive a request) and anythi
 # No `from __future__ import annotations`: FastAPI reads the request model from the endpoint's
 # annotation, and that model is defined inside create_app.
 import asyncio
-import json
 import math
 import socket
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 from rewardflow_envs.envs.search.dataset import Passage
 from rewardflow_envs.extras import require
+from rewardflow_envs.net import listening_socket
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -46,11 +46,10 @@ class Limits:
     def __post_init__(self):
         if not 1 <= self.topk <= self.max_topk:
             raise ValueError(f"topk must be between 1 and {self.max_topk}, got {self.topk}")
-        for name in ("max_topk", "max_queries", "max_query_chars", "max_body_bytes"):
+        bounds = ("max_topk", "max_queries", "max_query_chars", "max_body_bytes", "max_in_flight")
+        for name in bounds:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
         if not (math.isfinite(self.request_timeout_s) and self.request_timeout_s > 0):
             raise ValueError(f"request_timeout_s must be above 0, got {self.request_timeout_s}")
 
@@ -64,7 +63,6 @@ class ScoredSearch(Protocol):
 def create_app(passages: Sequence[Passage], backend: ScoredSearch, name: str, limits=Limits()):
     """The FastAPI app serving `backend` over `passages` (the corpus, in index order)."""
     fastapi = require("fastapi", "retriever")
-    from fastapi.responses import JSONResponse
     from pydantic import BaseModel, ConfigDict
 
     class RetrieveRequest(BaseModel):
@@ -76,9 +74,6 @@ def create_app(passages: Sequence[Passage], backend: ScoredSearch, name: str, li
 
     app = fastapi.FastAPI(title="rewardflow retriever")
 
-    def refuse(status: int, message: str):
-        return JSONResponse(status_code=status, content={"detail": message})
-
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "backend": name, "passages": len(passages), "topk": limits.topk}
@@ -86,15 +81,15 @@ def create_app(passages: Sequence[Passage], backend: ScoredSearch, name: str, li
     @app.post("/retrieve")
     def retrieve(request: RetrieveRequest):
         if (request.queries is None) == (request.query is None):
-            return refuse(422, "give either 'queries' (a list of strings) or 'query' (a string)")
+            return refusal(422, "give either 'queries' (a list of strings) or 'query' (a string)")
         queries = request.queries if request.queries is not None else [request.query]
         if len(queries) > limits.max_queries:
-            return refuse(422, f"{len(queries)} queries; at most {limits.max_queries} a request")
+            return refusal(422, f"{len(queries)} queries; at most {limits.max_queries} a request")
         if any(len(query) > limits.max_query_chars for query in queries):
-            return refuse(422, f"a query is over {limits.max_query_chars} characters")
+            return refusal(422, f"a query is over {limits.max_query_chars} characters")
         k = request.topk or limits.topk
         if not 0 < k <= limits.max_topk:
-            return refuse(422, f"topk must be between 1 and {limits.max_topk}, got {k}")
+            return refusal(422, f"topk must be between 1 and {limits.max_topk}, got {k}")
         result = []
         for query in queries:
             hits = backend.scored_search(query, k)
@@ -109,6 +104,14 @@ def create_app(passages: Sequence[Passage], backend: ScoredSearch, name: str, li
 
     app.add_middleware(BoundedRequests, limits=limits)
     return app
+
+
+class Refused(Exception):
+    """A request the limits turn away: its status and the message its answer carries."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 class BoundedRequests:
@@ -129,34 +132,36 @@ class BoundedRequests:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        problem = self._refusal(scope)
-        if problem is not None:
-            await _answer(send, *problem)
-            return
-        self.in_flight += 1
         try:
-            body = await self._read_body(scope, receive, send)
-            if body is not None:
-                await self.app(scope, _replay(body, receive), send)
-        finally:
-            self.in_flight -= 1
+            self._admit(scope)
+            self.in_flight += 1
+            try:
+                body = await self._read_body(receive)
+                if body is not None:
+                    await self.app(scope, _replay(body, receive), send)
+            finally:
+                self.in_flight -= 1
+        except Refused as refused:
+            await refusal(refused.status, str(refused), close=True)(scope, receive, send)
 
-    def _refusal(self, scope) -> tuple[int, str] | None:
+    def _admit(self, scope) -> None:
+        """Refuse what the headers and the load tell before any of the body is read."""
         limits = self.limits
         headers = dict(scope["headers"])
         if b"transfer-encoding" in headers:
-            return 411, "send the request with a Content-Length, not a chunked body"
+            raise Refused(411, "send the request with a Content-Length, not a chunked body")
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if scope["method"] == "POST" and not declared.isdigit():
-            return 411, "send the request with a Content-Length"
+            raise Refused(411, "send the request with a Content-Length")
         if declared.isdigit() and int(declared) > limits.max_body_bytes:
-            return 413, f"the request body is over {limits.max_body_bytes} bytes"
+            raise Refused(413, f"the request body is over {limits.max_body_bytes} bytes")
         if self.in_flight >= limits.max_in_flight:
-            return 503, f"the server is answering {limits.max_in_flight} requests; try again"
-        return None
+            raise Refused(
+                503, f"the server is answering {limits.max_in_flight} requests; try again"
+            )
 
-    async def _read_body(self, scope, receive, send) -> bytes | None:
-        """The whole body, or None after answering (too large, too slow, client gone)."""
+    async def _read_body(self, receive) -> bytes | None:
+        """The whole body (None: the client left); Refused when it is too large or too slow."""
         limit = self.limits.max_body_bytes
         body = bytearray()
         loop = asyncio.get_running_loop()
@@ -165,14 +170,12 @@ class BoundedRequests:
             try:
                 message = await asyncio.wait_for(receive(), deadline - loop.time())
             except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on
-                await _answer(send, 408, "the request body did not arrive in time")
-                return None
+                raise Refused(408, "the request body did not arrive in time") from None
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")
             if len(body) > limit:
-                await _answer(send, 413, f"the request body is over {limit} bytes")
-                return None
+                raise Refused(413, f"the request body is over {limit} bytes")
             if not message.get("more_body", False):
                 return bytes(body)
 
@@ -191,12 +194,13 @@ def _replay(body: bytes, receive):
     return replay
 
 
-async def _answer(send, status: int, message: str) -> None:
-    body = json.dumps({"detail": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def refusal(status: int, message: str, close: bool = False):
+    """The JSON answer `{"detail": message}` every refused request gets (an ASGI app too);
+    `close` ends the connection after it (a request whose body was not read)."""
+    from fastapi.responses import JSONResponse
+
+    headers = {"connection": "close"} if close else None
+    return JSONResponse(status_code=status, content={"detail": message}, headers=headers)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -205,14 +209,9 @@ def bind(host: str, port: int) -> socket.socket:
     if not 0 < port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {port}")
     try:
-        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        listener = socket.socket(family, kind)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(socket.SOMAXCONN)
+        return listening_socket(host, port)
     except OSError as error:
         raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    return listener
 
 
 def deadline_protocol(timeout_s: float):
