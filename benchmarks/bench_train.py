@@ -94,14 +94,14 @@ def floor_seconds(model_dir: Path, samples, micro_batch: int) -> tuple[float, fl
     import torch
 
     from rewardflow_train.models import load_model
-    from rewardflow_train.prompt_cache import left_padded
+    from rewardflow_train.prompt_cache import padded
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = load_model(model_dir, dtype).to(device)
     rows = [s.prompt_ids + s.response_ids for s in samples]
     chunks = [
-        [t.to(device) for t in left_padded(rows[i : i + micro_batch], 0)]
+        [t.to(device) for t in padded(rows[i : i + micro_batch], 0)]
         for i in range(0, len(rows), micro_batch)
     ]
     timings = []

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from rewardflow_train.prompt_cache import PromptCache, left_padded
+from rewardflow_train.prompt_cache import PromptCache, padded
 
 
 class ContextLengthError(RuntimeError):
@@ -128,7 +128,7 @@ class HFGenerator:
         if self.share_prompts:
             cached = PromptCache.build(prompts, pad_id, self.device, lockstep)
         if cached is None:
-            input_ids, attention = left_padded(prompts, pad_id)
+            input_ids, attention = padded(prompts, pad_id)
             input_ids, attention = input_ids.to(self.device), attention.to(self.device)
         else:
             last = torch.tensor([p[-1:] for p in prompts], dtype=torch.long, device=self.device)

@@ -16,10 +16,9 @@ from rewardflow_train.losses import make_objective, token_entropy, token_logprob
 from rewardflow_train.prompt_cache import (
     PromptCache,
     forward_arguments,
-    left_padded,
+    padded,
     positions_of,
     recomputes_layers,
-    right_padded,
     unwrapped,
 )
 
@@ -78,13 +77,13 @@ def collate(
         prompts = PromptCache.build([s.prompt_ids for s in samples], pad_id, device, lockstep)
     keep = 1 + max(len(s.response_ids) for s in samples)
     if prompts is None:
-        input_ids, mask = left_padded([s.prompt_ids + s.response_ids for s in samples], pad_id)
+        input_ids, mask = padded([s.prompt_ids + s.response_ids for s in samples], pad_id)
         positions = positions_of(mask)
         starts = [keep - len(s.response_ids) - 1 for s in samples]
     else:
         # The last prompt token, then the response, after each row's cached prompt.
         tails = [s.prompt_ids[-1:] + s.response_ids for s in samples]
-        input_ids, tail_mask = right_padded(tails, pad_id)
+        input_ids, tail_mask = padded(tails, pad_id, side="right")
         mask = torch.cat([prompts.mask, tail_mask.to(prompts.mask.device)], dim=1)
         first = torch.tensor([len(s.prompt_ids) - 1 for s in samples]).unsqueeze(1)
         positions = first + torch.arange(keep).unsqueeze(0)

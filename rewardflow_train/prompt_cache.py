@@ -66,31 +66,18 @@ def common_prefix_length(sequences: list[list[int]], cap: int) -> int:
     return length
 
 
-def left_padded(rows: list[list[int]], pad_id: int, width: int | None = None):
-    """[rows, width (default: the longest row)] ids and mask, every row ending at the last
-    column."""
+def padded(rows: list[list[int]], pad_id: int, side: str = "left", width: int | None = None):
+    """[rows, width (default: the longest row)] ids and mask; with `side="left"` every row
+    ends at the last column, with "right" every row starts at the first."""
     import torch
 
     width = max(len(row) for row in rows) if width is None else width
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for index, row in enumerate(rows):
-        if row:
-            ids[index, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[index, width - len(row) :] = 1
-    return ids, mask
-
-
-def right_padded(rows: list[list[int]], pad_id: int):
-    """[rows, the longest row] ids and mask, every row starting at the first column."""
-    import torch
-
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for index, row in enumerate(rows):
-        ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[index, : len(row)] = 1
+        columns = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        ids[index, columns] = torch.tensor(row, dtype=torch.long)
+        mask[index, columns] = 1
     return ids, mask
 
 
@@ -137,7 +124,7 @@ class PromptCache:
                 return None
         elif width == 0:
             return None
-        body_ids, body_mask = left_padded([h[prefix:] for h in heads], pad_id, width - prefix)
+        body_ids, body_mask = padded([h[prefix:] for h in heads], pad_id, width=width - prefix)
         body_mask = torch.cat(
             [torch.ones((len(heads), prefix), dtype=torch.long), body_mask], dim=1
         )
