@@ -345,13 +345,14 @@ def unique_keys_loader():
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue  # `<<: *anchor` may set keys again by design
                 key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, typing.Hashable):
+                    continue  # the safe loader refuses it itself
                 line = key_node.start_mark.line + 1
-                if isinstance(key, typing.Hashable) and key in lines:
+                if key in lines:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"key {key!r} appears twice, on lines {lines[key]} and {line}"
                     )
-                if isinstance(key, typing.Hashable):
-                    lines[key] = line
+                lines[key] = line
             return super().construct_mapping(node, deep)
 
     return UniqueKeyLoader
