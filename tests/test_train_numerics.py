@@ -7,8 +7,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import openrlhf_shim  # noqa: E402
-
 from rewardflow_envs.extras import MissingExtraError  # noqa: E402
 from rewardflow_train import losses  # noqa: E402
 from rewardflow_train.config import ConfigError, DeepSpeedConfig, load_config  # noqa: E402
@@ -20,6 +18,7 @@ from rewardflow_train.losses import (  # noqa: E402
     ppo_clip_loss,
     token_entropy,
 )
+from rewardflow_train.openrlhf.attention import use_stand_in_if_missing  # noqa: E402
 from rewardflow_train.ppo import Sample, collate, response_logprobs  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -125,7 +124,7 @@ def test_the_openrlhf_loss_is_used_only_when_the_config_asks(monkeypatch):
     assert isinstance(make_objective("native", 0.2, 0.2, None), NativeObjective)
     assert make_objective("native", 0.2, 0.2, None).name == "native"
     monkeypatch.setattr(losses, "openrlhf_available", lambda: False)
-    with pytest.raises(MissingExtraError, match=r"rewardflow\[openrlhf\]"):
+    with pytest.raises(MissingExtraError, match=r"rewardflow\[vllm,openrlhf\].*openrlhf==0\.11\.2"):
         make_objective("openrlhf", 0.2, 0.2, None)
     config = load_config(None, ["model.tiny={}"])
     assert config.ppo.loss_backend == "native"
@@ -133,7 +132,7 @@ def test_the_openrlhf_loss_is_used_only_when_the_config_asks(monkeypatch):
 
 @pytest.mark.parametrize("dual_clip", [None, 3.0])
 def test_openrlhf_loss_and_kl_give_the_same_numbers_as_ours(dual_clip):
-    openrlhf_shim.use()
+    use_stand_in_if_missing()
     pytest.importorskip("openrlhf.models.loss")
     generator = torch.Generator().manual_seed(0)
     logprobs = -torch.rand(40, generator=generator)

@@ -5,5 +5,8 @@
   experiences, and the ``rewardflow``, ``gigpo`` and ``grpo`` estimators.
 - ``python -m rewardflow_train.openrlhf``: runs OpenRLHF's ``train_ppo_ray`` with both in place.
 
-Needs the ``openrlhf`` extra (``pip install "rewardflow[openrlhf]"``, openrlhf 0.11.2).
+- `attention`: sdpa attention and no sample packing where flash-attn is not installed.
+
+Install: ``pip install "rewardflow[vllm,openrlhf]" && pip install --no-deps openrlhf==0.11.2``
+(openrlhf 0.11.2 requires flash-attn, which has no wheel for the torch its vLLM needs).
 """

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from rewardflow_envs.extras import MissingExtraError
 from rewardflow_train.config import ConfigError, import_callable, parse_config
+from rewardflow_train.openrlhf.attention import attention_flags, flash_attn_installed
 from rewardflow_train.openrlhf.episodes import EpisodeSpec, task_rows
 
 SETUP_HOOK = "rewardflow_train.openrlhf.patch.install"
@@ -86,6 +87,8 @@ class Plan:
     estimator: str | None
     settings: dict[str, Any]
     task_files: dict[str, list[dict[str, str]]]
+    # Flags changed from the config's, to tell the user (flash-attn missing).
+    changes: list[str] = field(default_factory=list)
 
 
 def _is_override(token: str) -> bool:
@@ -205,7 +208,9 @@ def _check(config: LaunchConfig, flags: dict[str, Any], estimator: str | None) -
         )
 
 
-def plan(argv: list[str]) -> tuple[Plan, bool]:
+def plan(argv: list[str], flash_attn: bool | None = None) -> tuple[Plan, bool]:
+    """The run `argv` asks for, and whether it is a dry run. `flash_attn`: whether flash-attn
+    is installed (default: look)."""
     from rewardflow_train.openrlhf.patch import ESTIMATORS
 
     config_path, overrides, cli_flags, dry_run = split_arguments(argv)
@@ -217,6 +222,7 @@ def plan(argv: list[str]) -> tuple[Plan, bool]:
     else:
         estimator = None
     _check(config, flags, estimator)
+    changes = attention_flags(flags, flash_attn_installed() if flash_attn is None else flash_attn)
 
     output = Path(config.output_dir)
     flags.setdefault("ckpt.output_dir", str(output / "model"))
@@ -239,7 +245,7 @@ def plan(argv: list[str]) -> tuple[Plan, bool]:
             task_files[path] = task_rows(_tasks(config, config.eval_tasks))
             flags.setdefault("eval.dataset", path)
     settings = dataclasses.asdict(config.advantage)
-    return Plan(_flag_tokens(flags), estimator, settings, task_files), dry_run
+    return Plan(_flag_tokens(flags), estimator, settings, task_files, changes), dry_run
 
 
 def write_task_files(task_files: dict[str, list[dict[str, str]]]) -> None:
@@ -312,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, MissingExtraError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if run.changes:
+        print(
+            "flash-attn is not installed: training with " + ", ".join(run.changes),
+            file=sys.stderr,
+        )
     if dry_run:
         estimator = f" (estimator {run.estimator}: {run.settings})" if run.estimator else ""
         print("python -m openrlhf.cli.train_ppo_ray " + " ".join(run.argv) + estimator)

@@ -20,9 +20,15 @@ import functools
 from importlib.metadata import PackageNotFoundError, version
 from types import SimpleNamespace
 
-from rewardflow_envs.extras import MissingExtraError, install_hint
+from rewardflow_envs.extras import MissingExtraError
+from rewardflow_train.openrlhf.attention import use_stand_in_if_missing
 
 OPENRLHF_VERSION = "0.11.2"
+# OpenRLHF itself without its dependencies: it requires flash-attn, which has no wheel for the
+# torch its vLLM needs; the extra has the rest (see `attention`).
+INSTALL = (
+    f'pip install "rewardflow[vllm,openrlhf]" && pip install --no-deps openrlhf=={OPENRLHF_VERSION}'
+)
 ESTIMATORS = ("rewardflow", "gigpo", "grpo")
 
 
@@ -30,21 +36,18 @@ def check_version() -> None:
     try:
         found = version("openrlhf")
     except PackageNotFoundError:
-        raise MissingExtraError(
-            f"openrlhf is not installed; it comes with the 'openrlhf' extra: "
-            f"{install_hint('openrlhf')}"
-        ) from None
+        raise MissingExtraError(f"openrlhf is not installed; install it with {INSTALL}") from None
     if found != OPENRLHF_VERSION:
         raise RuntimeError(
             f"rewardflow_train.openrlhf works with openrlhf=={OPENRLHF_VERSION}, found {found}: "
-            f"it wraps OpenRLHF internals read from that version. Install it with "
-            f"{install_hint('openrlhf')} (or pip install openrlhf=={OPENRLHF_VERSION})"
+            f"it wraps OpenRLHF internals read from that version. Install it with {INSTALL}"
         )
 
 
 def install() -> None:
     """Apply the wraps (once per process)."""
     check_version()
+    use_stand_in_if_missing()
     from openrlhf.trainer import ppo_trainer
     from openrlhf.trainer.ppo_utils import experience_maker, samples_generator
 
