@@ -25,6 +25,7 @@ from pathlib import Path
 from rewardflow_envs.envs.webshop import WebShopEnv, load_catalogue
 from rewardflow_envs.envs.webshop.catalogue import EMBEDDED_DATA_DIR
 from rewardflow_envs.envs.webshop.reward import title_nouns
+from rewardflow_envs.envs.webshop.search import search_engine_for
 
 
 def read(name: str):
@@ -78,7 +79,7 @@ def measure(data_path: str | None, queries: list[str], episodes: int) -> dict[st
     catalogue = load_catalogue(data_path, True)
     loaded = time.perf_counter() - start
     start = time.perf_counter()
-    engine = catalogue.search_engine
+    engine = search_engine_for(catalogue)
     indexed = time.perf_counter() - start
     start = time.perf_counter()
     for query in queries:

@@ -28,13 +28,10 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rewardflow_envs.envs.webshop.buttons import BUTTONS
 from rewardflow_envs.kwargs import shown
-
-if TYPE_CHECKING:
-    from rewardflow_envs.envs.webshop.search import SearchEngine
 
 EMBEDDED_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "webshop"
 
@@ -106,7 +103,7 @@ class DataError(ValueError):
 
 
 class Catalogue:
-    """Every product and goal of one data directory, with a search engine built on first use."""
+    """Every product and goal of one data directory."""
 
     def __init__(self, products: dict[str, Product], goals: list[Goal], source: str):
         self.products = products
@@ -143,12 +140,6 @@ class Catalogue:
 
     def goal(self, task_id: str) -> Goal | None:
         return self._goals_by_id.get(task_id)
-
-    @functools.cached_property
-    def search_engine(self) -> SearchEngine:
-        from rewardflow_envs.envs.webshop.search import SearchEngine
-
-        return SearchEngine(list(self.products.values()))
 
 
 def split_of(task_id: str) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
 
-from rewardflow_envs.envs.webshop.catalogue import Product
+from rewardflow_envs.envs.webshop.catalogue import Catalogue, Product
 from rewardflow_envs.extras import require
 
 # WebShop shows the best 50 hits, 10 per results page.
@@ -42,6 +43,17 @@ class SearchEngine:
         scores = np.asarray(self._index.get_scores(tokens), dtype=np.float64)
         order = np.argsort(-scores, kind="stable")[:limit]
         return [self._asins[index] for index in order if scores[index] > 0.0]
+
+
+# Building an index is slow: one per catalogue, dropped with the catalogue.
+_ENGINES: weakref.WeakKeyDictionary[Catalogue, SearchEngine] = weakref.WeakKeyDictionary()
+
+
+def search_engine_for(catalogue: Catalogue) -> SearchEngine:
+    """The search engine over `catalogue`'s products, built on first use."""
+    if catalogue not in _ENGINES:
+        _ENGINES[catalogue] = SearchEngine(list(catalogue.products.values()))
+    return _ENGINES[catalogue]
 
 
 def _document(product: Product) -> str:

@@ -24,7 +24,7 @@ from rewardflow_envs.envs.webshop.buttons import (
     SUB_PAGES,
 )
 from rewardflow_envs.envs.webshop.catalogue import Catalogue, Product, printable
-from rewardflow_envs.envs.webshop.search import words
+from rewardflow_envs.envs.webshop.search import search_engine_for, words
 
 SEARCH, RESULTS, ITEM, ITEM_SUB = "search", "results", "item", "item_sub"
 
@@ -80,7 +80,7 @@ class Site:
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
         # Built with the first site of a catalogue, so a missing bm25s fails at make time.
-        self._search_engine = catalogue.search_engine
+        self._search_engine = search_engine_for(catalogue)
         self._last_results: tuple[str, list[str]] | None = None
 
     def results(self, query: str) -> list[str]:
