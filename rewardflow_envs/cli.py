@@ -1,11 +1,13 @@
 """The `rewardflow` command: list the environments, play one in the terminal, serve retrieval,
-audit the advantage estimators."""
+audit the advantage estimators; and the commands other installed packages add (the trainer's
+``train``, ``study``, ``openrlhf``, ``plot``, ``configs``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TextIO
 
@@ -270,9 +272,24 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the encoder")
 
 
+# Commands of other packages: entry points of this group, each a function that takes the rest
+# of the command line (its own parser answers --help) and returns the exit code.
+COMMAND_GROUP = "rewardflow.commands"
+
+
+def added_commands() -> dict:
+    return {entry.name: entry for entry in entry_points(group=COMMAND_GROUP)}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    added = added_commands()
+    if argv and argv[0] in added:
+        return added[argv[0]].load()(argv[1:])
     parser = argparse.ArgumentParser(prog="rewardflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, entry in sorted(added.items()):
+        commands.add_parser(name, help=(entry.load().__doc__ or "").split("\n")[0])
     commands.add_parser("envs", help="list the environment ids and whether they are ready")
     play_parser = commands.add_parser("play", help="play an environment, actions from stdin")
     play_parser.add_argument("env_id", help="an id from `rewardflow envs`, e.g. RF-Sokoban-v0")

@@ -397,13 +397,45 @@ def config_loader():
     return ConfigLoader
 
 
+# The example configs travel in the wheel as rewardflow_train/configs (pyproject.toml); a
+# checkout reads them from examples/configs.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def example_configs_dir() -> Path:
+    installed = _PACKAGE_DIR / "configs"
+    return installed if installed.is_dir() else _PACKAGE_DIR.parent / "examples" / "configs"
+
+
+def example_configs() -> list[str]:
+    """The example configs' names: ``sokoban_cpu``, ``openrlhf/alfworld_1.5b``, ..."""
+    root = example_configs_dir()
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def config_path(path_or_name: str | Path) -> Path:
+    """A config file's path: `path_or_name` itself, or the example config of that name when no
+    such file exists and it has no .yaml suffix."""
+    path = Path(path_or_name)
+    if path.exists() or str(path_or_name).endswith((".yaml", ".yml")):
+        return path
+    example = example_configs_dir() / f"{path_or_name}.yaml"
+    if example.is_file():
+        return example
+    raise ConfigError(
+        f"config {str(path_or_name)!r} is neither a file nor an example config "
+        f"(`rewardflow configs` lists them: {', '.join(example_configs())})"
+    )
+
+
 def parse_config(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
-    """Read the YAML file (or start from the defaults), apply overrides, build `cls` from it."""
+    """Read the YAML file or example config (or start from the defaults), apply overrides,
+    build `cls` from it."""
     import yaml
 
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        path = config_path(path)
         if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         if path.is_dir():
@@ -453,8 +485,13 @@ def check(config: RunConfig) -> None:
     """Checks across fields and on value ranges, beyond the types."""
     model = config.model
     _require(
-        (model.path is None) != (model.tiny is None),
-        "model: set exactly one of model.path (an HF causal LM directory) and model.tiny",
+        not (model.path is not None and model.tiny is not None),
+        "model: model.path and model.tiny are both set; to load model.path instead of building "
+        "the tiny model, add model.tiny=null",
+    )
+    _require(
+        model.path is not None or model.tiny is not None,
+        "model: set model.path (an HF causal LM directory or Hub id) or model.tiny",
     )
     positive = {
         "rollout.tasks_per_step": config.rollout.tasks_per_step,

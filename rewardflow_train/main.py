@@ -27,9 +27,9 @@ from rewardflow_train.generation import ContextLengthError  # noqa: E402
 from rewardflow_train.stop import RunStopped, StopSignals, watch_launchers  # noqa: E402
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="rewardflow_train/main.py",
+        prog=prog,
         description="Train an LLM agent with RewardFlow advantages (DeepSpeed).",
     )
     parser.add_argument("--config", required=True, help="the run's YAML file")
@@ -45,8 +45,8 @@ def report(error: Exception, exit_code: int) -> int:
     return exit_code
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "rewardflow_train/main.py") -> int:
+    args = parse_args(argv, prog)
     stop = None
     try:
         config = load_config(args.config, args.overrides)

@@ -166,6 +166,49 @@ def save_model_dir(model, tokenizer, out_dir: Path, state_dict: dict | None = No
     return out_dir
 
 
+# What a Hub snapshot of a causal LM needs: configs, safetensors weights, tokenizer files.
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+
+
+def resolve_model_path(path: str) -> Path:
+    """model.path as a local HF model directory: the directory itself or, for a Hugging Face
+    Hub id such as ``Qwen/Qwen2.5-1.5B-Instruct``, its snapshot in the HF cache (fetched once;
+    with HF_HUB_OFFLINE set, only a cached one)."""
+    local = Path(path).expanduser()
+    if local.exists():
+        return check_model_dir(local)
+    if not _hub_id(path):
+        raise ConfigError(f"model.path {path!r} does not exist")
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        snapshot = snapshot_download(path, allow_patterns=HUB_FILES)
+    except (OSError, ValueError) as error:
+        offline = (
+            " (HF_HUB_OFFLINE is set: only a model already in the HF cache loads)"
+            if constants.HF_HUB_OFFLINE
+            else ""
+        )
+        raise ConfigError(
+            f"model.path {path!r} is not a local directory, and as a Hugging Face Hub id it "
+            f"cannot be fetched{offline}: {error}"
+        ) from None
+    return check_model_dir(snapshot)
+
+
+def _hub_id(path: str) -> bool:
+    """Whether `path` reads as a Hub id (``name`` or ``org/name``) rather than a file path."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if path.startswith((".", "/", "~")) or path.count("/") > 1:
+        return False
+    try:
+        validate_repo_id(path)
+    except HFValidationError:
+        return False
+    return True
+
+
 def check_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():

@@ -77,8 +77,8 @@ def plot_study(arms: dict[str, dict], out: str | Path, title: str) -> Path:
     return Path(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rewardflow_train.plot", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m rewardflow_train.plot") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("run_dir", help="a training output_dir holding metrics.jsonl")
     parser.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png)")
     args = parser.parse_args(argv)

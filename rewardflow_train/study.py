@@ -678,8 +678,8 @@ def markdown(report: dict) -> str:
 # Command line -----------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rewardflow_train.study", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m rewardflow_train.study") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--config", required=True, help="the study's YAML file")
     parser.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the study file")

@@ -308,7 +308,7 @@ def rank_share(seeds: list[int], dist: Dist) -> list[int]:
 
 class Trainer:
     def __init__(self, config: RunConfig, stop: StopSignals | None = None):
-        from rewardflow_train.models import check_model_dir
+        from rewardflow_train.models import resolve_model_path
 
         self.config = config
         # Signals are the caller's to install; without them no stop is ever requested.
@@ -316,8 +316,10 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         # Input errors first, before any process group or file exists.
         self.envs = EnvFactory(config)
-        if config.model.path is not None:
-            check_model_dir(config.model.path)
+        # A Hub id is fetched here, by every rank (the HF cache locks its files).
+        self.model_path = (
+            resolve_model_path(config.model.path) if config.model.path is not None else None
+        )
         self.dist = init_distributed(config.deepspeed)
         self.lock = OutputDirLock(self.output_dir)
         self._prepare_output_dir()
@@ -372,10 +374,8 @@ class Trainer:
 
     def base_model_dir(self) -> Path:
         config = self.config
-        if config.model.path is not None:
-            from rewardflow_train.models import check_model_dir
-
-            return check_model_dir(config.model.path)
+        if self.model_path is not None:
+            return self.model_path
         model_dir = self.output_dir / "tiny_model"
         if self.dist.is_main and not (model_dir / "config.json").exists():
             texts = env_corpus(

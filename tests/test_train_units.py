@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rewardflow_train.advantage import signal_counts, signal_rates, training_samples  # noqa: E402
-from rewardflow_train.config import AdvantageConfig, TinyModelConfig  # noqa: E402
+from rewardflow_train.config import AdvantageConfig, ConfigError, TinyModelConfig  # noqa: E402
 from rewardflow_train.generation import (  # noqa: E402
     ContextLengthError,
     HFGenerator,
@@ -28,6 +28,7 @@ from rewardflow_train.models import (  # noqa: E402
     load_model,
     load_tokenizer,
     render_prompt,
+    resolve_model_path,
     stop_token_ids,
 )
 from rewardflow_train.ppo import Sample, collate, split  # noqa: E402
@@ -220,6 +221,46 @@ def test_tiny_model_weights_depend_only_on_the_seed(tiny_dir, tmp_path):
     first, second = load_model(tiny_dir, torch.float32), load_model(again, torch.float32)
     for a, b in zip(first.parameters(), second.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def hub_cache_with(model_dir: Path, cache: Path, repo_id: str) -> Path:
+    """An HF hub cache holding `model_dir` as the snapshot of `repo_id`, as a download leaves it."""
+    import shutil
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return repo / "snapshots" / commit
+
+
+def test_a_hub_id_loads_from_the_hf_cache(tiny_dir, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    snapshot = hub_cache_with(tiny_dir, tmp_path / "hub", "acme/tiny-agent")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert resolve_model_path("acme/tiny-agent") == snapshot
+    assert load_tokenizer(resolve_model_path("acme/tiny-agent")).eos_token == "<|end|>"
+
+
+def test_a_hub_id_that_cannot_be_fetched_is_named_with_the_offline_switch(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError) as error:
+        resolve_model_path("Qwen/Qwen2.5-1.5B-Instruct")
+    message = str(error.value)
+    assert "'Qwen/Qwen2.5-1.5B-Instruct' is not a local directory" in message
+    assert "HF_HUB_OFFLINE is set" in message
+
+
+@pytest.mark.parametrize("path", ["./models/tiny", "/models/tiny", "runs/a/model"])
+def test_a_missing_local_path_is_not_taken_for_a_hub_id(path):
+    with pytest.raises(ConfigError, match=f"model.path '{path}' does not exist"):
+        resolve_model_path(path)
 
 
 def test_hf_generation_left_pads_and_ends_responses_at_eos(tiny_dir):
