@@ -76,7 +76,7 @@ def run_steps(output_dir: Path, steps: int, overrides: list[str]) -> list[dict]:
 
     base = [
         f"output_dir={output_dir}",
-        "eval.tasks=0",
+        "eval_tasks.count=0",
         "log.tensorboard=false",
         "log.progress_bar=false",
         "log.plot=false",

@@ -132,6 +132,47 @@ class EnvConfig(Block):
     )
 
 
+class TaskSetConfig(Block):
+    """A set of tasks, the same in both trainers: seeds `seed` .. `seed + count - 1`, each
+    drawing a task from the env, or with `task_index` entries of the env's task list; played
+    with `kwargs` over `env.kwargs`. Each trainer's blocks add `count` with their default."""
+
+    seed: int = Field(0, ge=0, description="the first task seed")
+    # Declared here for the order of the keys; each trainer's blocks give its meaning.
+    count: int | None = Field(None, ge=0, description="how many tasks")
+    kwargs: dict = Field(
+        default_factory=dict,
+        description="env kwargs of these tasks, over `env.kwargs` (e.g. `{split: test}`: the "
+        "envs that draw tasks from a file draw them from that split whatever the seed)",
+    )
+    task_index: bool = Field(
+        False,
+        description="play entries `seed` .. `seed + count - 1` of the env's task list "
+        '(`reset(options={"task": i})`) instead of the tasks those seeds draw: with `seed` 0 and '
+        "`count` the size of the split, every task of the split once (checked at start)",
+    )
+
+    def task_set(self, env: EnvConfig, count: int) -> TaskSet:
+        """The first `count` tasks, with the kwargs they are played with."""
+        return TaskSet(
+            range(self.seed, self.seed + count), {**env.kwargs, **self.kwargs}, self.task_index
+        )
+
+
+class TrainTasksConfig(TaskSetConfig):
+    count: int | None = Field(
+        None,
+        ge=1,
+        description="tasks the run cycles through, group after group (null: a new task for "
+        "every group of every step, `train.steps * rollout.tasks_per_step` in all)",
+    )
+
+
+class HeldOutTasksConfig(TaskSetConfig):
+    seed: int = Field(1_000_000, ge=0, description="the first held-out task seed")
+    count: int = Field(16, ge=0, description="held-out tasks per evaluation (0: none)")
+
+
 class WarmupConfig(Block):
     """Supervised fine-tuning on expert trajectories before RL (needs an env with an expert)."""
 
@@ -211,7 +252,6 @@ class RolloutConfig(Block):
         "with `max_new_tokens` it bounds a turn (and so vLLM's `max_model_len` and its KV cache, "
         "below the model's context when that is longer)",
     )
-    task_seed: int = Field(0, ge=0, description="first training task seed")
 
 
 class AdvantageConfig(Block):
@@ -283,12 +323,13 @@ class OptimConfig(Block):
 
 
 class EvalConfig(Block):
-    tasks: int = Field(16, ge=0, description="held-out tasks per evaluation")
+    """How the held-out tasks (`eval_tasks`) are played."""
+
     final_tasks: int | None = Field(
         None,
-        description="held-out tasks at the last step (>= `eval.tasks`; null: `eval.tasks`); the "
-        "other evaluations play the first `eval.tasks` of them, so a long run can afford a "
-        "large final evaluation",
+        description="held-out tasks at the last step (>= `eval_tasks.count`; null: "
+        "`eval_tasks.count`); the other evaluations play the first `eval_tasks.count` of them, "
+        "so a long run can afford a large final evaluation",
     )
     group_size: int = Field(1, ge=1, description="episodes per held-out task")
     greedy: bool = Field(True, description="greedy decoding")
@@ -301,29 +342,6 @@ class EvalConfig(Block):
     top_p: float | None = Field(
         None, gt=0, le=1, description="the same for top_p (null: the rollouts')"
     )
-    task_seed: int = Field(1_000_000, ge=0, description="first held-out task seed")
-    task_index: bool = Field(
-        False,
-        description="play entries `task_seed` .. `task_seed + tasks - 1` of the held-out env's "
-        'task list (`reset(options={"task": i})`) instead of the tasks those seeds draw: with '
-        "`task_seed` 0 and `tasks` the size of the split, every held-out task once (checked at "
-        "start)",
-    )
-    env_kwargs: dict = Field(
-        default_factory=dict,
-        description="env kwargs of the held-out evaluation, over `env.kwargs` (e.g. `{split: "
-        "test}`: the envs that draw tasks from a file draw them from that split whatever the "
-        "seed)",
-    )
-
-    @model_validator(mode="after")
-    def _final_tasks_include_the_others(self) -> EvalConfig:
-        if self.final_tasks is not None:
-            _require(
-                self.final_tasks >= self.tasks,
-                f"eval.final_tasks must be >= eval.tasks ({self.tasks}), got {self.final_tasks}",
-            )
-        return self
 
 
 class TrainConfig(Block):
@@ -416,6 +434,12 @@ class RunConfig(Block):
     model: ModelConfig = Field(default_factory=ModelConfig, description="the policy")
     warmup: WarmupConfig = Field(default_factory=WarmupConfig, description=WarmupConfig.__doc__)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="the rollouts")
+    train_tasks: TrainTasksConfig = Field(
+        default_factory=TrainTasksConfig, description="the training tasks"
+    )
+    eval_tasks: HeldOutTasksConfig = Field(
+        default_factory=HeldOutTasksConfig, description="the held-out tasks"
+    )
     advantage: AdvantageConfig = Field(
         default_factory=AdvantageConfig, description="per-turn advantages"
     )
@@ -439,19 +463,15 @@ class RunConfig(Block):
             self.model.path is not None or self.model.tiny is not None,
             "model: set model.path (an HF causal LM directory or Hub id) or model.tiny",
         )
-        train_seeds = range(
-            self.rollout.task_seed,
-            self.rollout.task_seed + self.train.steps * self.rollout.tasks_per_step,
-        )
-        eval_tasks = max(self.eval.tasks, self.eval.final_tasks or 0)
-        check_held_out_seeds(
-            TaskSet(train_seeds, self.env.kwargs),
-            TaskSet(
-                range(self.eval.task_seed, self.eval.task_seed + eval_tasks),
-                {**self.env.kwargs, **self.eval.env_kwargs},
-                self.eval.task_index,
-            ),
-            "eval.task_seed",
+        if self.eval.final_tasks is not None:
+            _require(
+                self.eval.final_tasks >= self.eval_tasks.count,
+                f"eval.final_tasks must be >= eval_tasks.count ({self.eval_tasks.count}), got "
+                f"{self.eval.final_tasks}",
+            )
+        check_held_out_tasks(
+            self.train_tasks.task_set(self.env, self.training_tasks),
+            self.eval_tasks.task_set(self.env, self.held_out_tasks),
         )
         refuse_settings(
             self.env,
@@ -462,6 +482,29 @@ class RunConfig(Block):
         )
         check_advantage(self.advantage, self.rollout.group_size, "rollout.group_size")
         return self
+
+    @property
+    def training_tasks(self) -> int:
+        """How many distinct tasks training plays."""
+        every_group = self.train.steps * self.rollout.tasks_per_step
+        count = self.train_tasks.count
+        return every_group if count is None else min(count, every_group)
+
+    def training_task_seeds(self, step: int) -> list[int]:
+        """The task seeds of RL step `step` (from 1), one per group: the next
+        `rollout.tasks_per_step` of the training tasks, cycling through `train_tasks.count`."""
+        batch = self.rollout.tasks_per_step
+        first = (step - 1) * batch
+        count = self.train_tasks.count
+        return [
+            self.train_tasks.seed + (i if count is None else i % count)
+            for i in range(first, first + batch)
+        ]
+
+    @property
+    def held_out_tasks(self) -> int:
+        """How many held-out tasks the largest evaluation plays."""
+        return max(self.eval_tasks.count, self.eval.final_tasks or 0)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self.model_dump())
@@ -477,7 +520,15 @@ def _plain(value: Any) -> Any:
 
 
 # Keys that moved between blocks: an older config, or a run's saved config.yaml, is told where.
-MOVED_KEYS = {"model.system_prompt": "env.system_prompt", "rollout.max_turns": "env.max_turns"}
+MOVED_KEYS = {
+    "model.system_prompt": "env.system_prompt",
+    "rollout.max_turns": "env.max_turns",
+    "rollout.task_seed": "train_tasks.seed",
+    "eval.tasks": "eval_tasks.count",
+    "eval.task_seed": "eval_tasks.seed",
+    "eval.task_index": "eval_tasks.task_index",
+    "eval.env_kwargs": "eval_tasks.kwargs",
+}
 
 # A value of the wrong type: what was expected, by pydantic's error type.
 _EXPECTED = {
@@ -544,6 +595,11 @@ def _error_message(cls: type[Block], error: dict[str, Any]) -> str:
     if kind == "value_error":
         return str(ctx["error"])  # a validator's ConfigError, which names its keys
     key = dotted_key(error["loc"])
+    if kind in ("missing", "too_long") and _is_tuple(cls, error["loc"]):
+        # A list of the wrong length, e.g. optim.betas: pydantic names the missing item.
+        loc = error["loc"][:-1] if kind == "missing" else error["loc"]
+        items = len(typing.get_args(field_at(cls, loc).annotation))
+        return f"{dotted_key(loc)}: expected a list of {items} values, got {value!r}"
     if kind == "extra_forbidden":
         if key in MOVED_KEYS:
             return f"config key {key!r} is now {MOVED_KEYS[key]!r}"
@@ -562,6 +618,15 @@ def _error_message(cls: type[Block], error: dict[str, Any]) -> str:
     else:
         problem = error["msg"]
     return f"{key}: {problem}"
+
+
+def _is_tuple(cls: type[Block], loc: tuple[str | int, ...]) -> bool:
+    """Whether `loc` is a tuple field or one of its items."""
+    loc = loc[:-1] if isinstance(loc[-1], int) else loc
+    try:
+        return typing.get_origin(field_at(cls, loc).annotation) is tuple
+    except (KeyError, AttributeError, TypeError):
+        return False
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -657,9 +722,13 @@ def config_path(path_or_name: str | Path) -> Path:
     )
 
 
-def parse_config(cls: type[Block], path: str | Path | None, overrides: list[str] = ()) -> Any:
+def parse_config(
+    cls: type[Block], path: str | Path | None, overrides: list[str] = (), saved: bool = False
+) -> Any:
     """Read the YAML file or example config (or start from the defaults), apply overrides,
-    validate `cls` from it; the first error found is raised as a ConfigError."""
+    validate `cls` from it; the first error found is raised as a ConfigError. `saved`: the file
+    is a run's own config.yaml, which may predate a key's move (`MOVED_KEYS`): its values are
+    read at their new places."""
     import yaml
 
     raw: dict[str, Any] = {}
@@ -679,6 +748,8 @@ def parse_config(cls: type[Block], path: str | Path | None, overrides: list[str]
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from error
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of blocks")
+    if saved:
+        move_keys(raw)
     for text in overrides:
         apply_override(raw, *parse_override(text))
     try:
@@ -690,6 +761,31 @@ def parse_config(cls: type[Block], path: str | Path | None, overrides: list[str]
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """The run's config from its YAML file and overrides, validated."""
     return parse_config(RunConfig, path, overrides)
+
+
+def load_saved_config(path: str | Path) -> RunConfig:
+    """A run's config.yaml as the trainer reads it today, whichever version wrote it."""
+    return parse_config(RunConfig, path, saved=True)
+
+
+def move_keys(raw: dict[str, Any]) -> None:
+    """Put the values of `raw`'s moved keys at their new places (`MOVED_KEYS`), in place."""
+    for old, new in MOVED_KEYS.items():
+        block, name = old.split(".")
+        if not isinstance(raw.get(block), dict) or name not in raw[block]:
+            continue
+        value = raw[block].pop(name)
+        new_block, new_name = new.split(".")
+        raw.setdefault(new_block, {}).setdefault(new_name, value)
+
+
+def with_moved_keys(overrides: list[str]) -> list[str]:
+    """Overrides as today's keys write them: ``eval.tasks=8`` -> ``eval_tasks.count=8``."""
+    moved = []
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        moved.append(f"{MOVED_KEYS.get(key.strip(), key)}{sep}{value}" if sep else text)
+    return moved
 
 
 def import_callable(spec: str, key: str):
@@ -740,17 +836,22 @@ class TaskSet:
     task_index: bool = False
 
 
-def check_held_out_seeds(train: TaskSet, held_out: TaskSet, seed_key: str) -> None:
-    """Held-out tasks may not be training tasks: their seeds may not overlap, unless the
-    held-out tasks are entries of a task list or come from another split (another task list,
-    so the same seed is another task)."""
-    if held_out.task_index or held_out.kwargs.get("split") != train.kwargs.get("split"):
+def check_held_out_tasks(train: TaskSet, held_out: TaskSet) -> None:
+    """Held-out tasks may not be training tasks. Tasks of another split (another task list, so
+    the same seed is another task) never are; otherwise the seeds may not overlap when both
+    sets draw tasks from seeds, nor the entries when both play the task list (a seed and an
+    entry cannot be compared)."""
+    if held_out.kwargs.get("split") != train.kwargs.get("split"):
         return
+    if held_out.task_index != train.task_index:
+        return
+    what = "entries" if held_out.task_index else "seeds"
     _require(
         not _overlap(train.seeds, held_out.seeds),
-        f"{seed_key}: the held-out task seeds {held_out.seeds.start}..{held_out.seeds.stop - 1} "
-        f"overlap the training task seeds {train.seeds.start}..{train.seeds.stop - 1}; move "
-        f"{seed_key}",
+        f"eval_tasks.seed: the held-out task {what} {held_out.seeds.start}.."
+        f"{held_out.seeds.stop - 1} overlap the training task {what} {train.seeds.start}.."
+        f"{train.seeds.stop - 1}; move eval_tasks.seed, or give the held-out tasks another split "
+        "(eval_tasks.kwargs)",
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from rewardflow_train.config import ConfigError, EnvConfig, import_callable
+from rewardflow_train.config import ConfigError, EnvConfig, TaskSetConfig, import_callable
 
 
 @dataclass(frozen=True)
@@ -16,9 +16,8 @@ class TaskIndices:
 
     first: int
     last: int
-    key: str  # the task_index setting, e.g. "eval.task_index"
-    role: str  # whose env: "training", "held-out"
-    bounds: str  # what to lower if the env lacks them, e.g. "eval.tasks or eval.task_seed"
+    key: str  # the task_index setting, e.g. "eval_tasks.task_index"
+    bounds: str  # what to lower if the env lacks them, e.g. "eval_tasks.count or .seed"
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,21 @@ class EnvUse:
     key: str
     kwargs: dict
     tasks: TaskIndices | None = None
+
+
+def task_set_use(
+    name: str, tasks: TaskSetConfig, env: EnvConfig, count: int, bounds: str
+) -> EnvUse:
+    """The env kwargs the first `count` tasks of the task set `name` are played with, and the
+    entries of the env's task list they reset to (task_index); `bounds` names what to lower
+    when the env lacks them."""
+    indices = (
+        TaskIndices(tasks.seed, tasks.seed + count - 1, f"{name}.task_index", bounds)
+        if tasks.task_index and count
+        else None
+    )
+    key = f"{name}.kwargs" if tasks.kwargs else "env.kwargs"
+    return EnvUse(key, {**env.kwargs, **tasks.kwargs}, indices)
 
 
 def env_builder(env: EnvConfig):
@@ -118,6 +132,5 @@ def _check_tasks(member, tasks: TaskIndices) -> None:
             member.reset(seed=0, options={"task": index})
         except (ValueError, KeyError, IndexError) as error:
             raise ConfigError(
-                f"{tasks.key}: the {tasks.role} env has no task {index} ({error}); lower "
-                f"{tasks.bounds}"
+                f"{tasks.key}: the env has no task {index} ({error}); lower {tasks.bounds}"
             ) from None

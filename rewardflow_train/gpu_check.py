@@ -167,7 +167,7 @@ COMMON = [
     "warmup.episodes=4",
     "warmup.epochs=1",
     "ppo.kl_coef=0.01",
-    "eval.tasks=2",
+    "eval_tasks.count=2",
     "eval.greedy=true",
     "log.tensorboard=false",
     "log.progress_bar=false",
@@ -520,13 +520,13 @@ def greedy_reference(run_dir: Path) -> dict[str, float]:
     held-out tasks (from its config.yaml) played by the trainer's own rollout code."""
     import torch
 
-    from rewardflow_train.config import load_config
+    from rewardflow_train.config import load_saved_config
     from rewardflow_train.rollout.collector import RolloutCollector, episode_metrics, finish_metrics
     from rewardflow_train.rollout.envs import EnvFactory
     from rewardflow_train.rollout.generation import SamplingSettings
     from rewardflow_train.runtime.models import load_model, load_tokenizer, stop_token_ids
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_saved_config(run_dir / "config.yaml")
     model_dir = start_model_dir(run_dir, config.warmup.enabled, config.model.path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = run_precision(config.deepspeed.precision, device) == "bf16"
@@ -541,9 +541,9 @@ def greedy_reference(run_dir: Path) -> dict[str, float]:
         config.env.system_prompt,
         config.env.max_turns,
         lockstep=False,
-        task_index=config.eval.task_index,
+        task_index=config.eval_tasks.task_index,
     )
-    seeds = [config.eval.task_seed + i for i in range(config.eval.tasks)]
+    seeds = [config.eval_tasks.seed + i for i in range(config.eval_tasks.count)]
     greedy = SamplingSettings(config.rollout.max_new_tokens, 1.0, 1.0, greedy=True)
     try:
         groups = collector.collect(seeds, config.eval.group_size, greedy)

@@ -221,13 +221,13 @@ class Trainer:
         config = self.config
         if step == config.train.steps and config.eval.final_tasks is not None:
             return config.eval.final_tasks
-        return config.eval.tasks
+        return config.eval_tasks.count
 
     def evaluate(self, collector: RolloutCollector, sampling: SamplingSettings, step: int) -> dict:
-        config = self.config.eval
+        config = self.config
         start = time.perf_counter()
-        seeds = [config.task_seed + i for i in range(self.eval_tasks(step))]
-        groups = collector.collect(rank_share(seeds, self.dist), config.group_size, sampling)
+        seeds = [config.eval_tasks.seed + i for i in range(self.eval_tasks(step))]
+        groups = collector.collect(rank_share(seeds, self.dist), config.eval.group_size, sampling)
         metrics = finish_metrics(sum_across_ranks(episode_metrics(groups, "eval")), "eval")
         metrics["time/eval"] = time.perf_counter() - start
         return metrics
@@ -291,9 +291,9 @@ class Trainer:
                 (
                     self.envs.make_group,
                     self.envs.make_oracle if config.log.credit_audit else None,
-                    False,
+                    config.train_tasks.task_index,
                 ),
-                (self.envs.make_eval_group, None, config.eval.task_index),
+                (self.envs.make_eval_group, None, config.eval_tasks.task_index),
             )
         )
         ppo = PPOTrainer(
@@ -422,9 +422,7 @@ class Trainer:
         timer = time.perf_counter
         step_start = timer()
         collector.times.generate = collector.times.env = 0.0
-        batch = config.rollout.tasks_per_step
-        first = config.rollout.task_seed + (step - 1) * batch
-        seeds = rank_share(list(range(first, first + batch)), dist)
+        seeds = rank_share(config.training_task_seeds(step), dist)
         groups = collector.collect(seeds, config.rollout.group_size, sampling)
         collector.generator.sleep()
         rollout_time = timer() - step_start

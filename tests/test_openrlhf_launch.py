@@ -13,6 +13,7 @@ from rewardflow_train.config import AdvantageConfig, ConfigError, load_config  #
 from rewardflow_train.env_check import check_env_uses  # noqa: E402
 from rewardflow_train.openrlhf import launcher  # noqa: E402
 from rewardflow_train.openrlhf.episodes import EpisodeSpec, task_rows  # noqa: E402
+from rewardflow_train.rollout.envs import EnvFactory  # noqa: E402
 
 GROUPS = ["--rollout.n_samples_per_prompt", "4", "--algo.kl.use_loss"]
 
@@ -225,10 +226,33 @@ def test_a_setting_one_trainer_cannot_honour_is_refused_by_name(error, key):
 
 @pytest.mark.parametrize(
     "old, new",
-    [("model.system_prompt=hi", "env.system_prompt"), ("rollout.max_turns=3", "env.max_turns")],
+    [
+        ("model.system_prompt=hi", "env.system_prompt"),
+        ("rollout.max_turns=3", "env.max_turns"),
+        ("rollout.task_seed=3", "train_tasks.seed"),
+        ("eval.tasks=3", "eval_tasks.count"),
+        ("eval.task_seed=3", "eval_tasks.seed"),
+        ("eval.task_index=true", "eval_tasks.task_index"),
+        ("eval.env_kwargs={}", "eval_tasks.kwargs"),
+    ],
 )
 def test_a_moved_key_names_its_new_place(old, new):
     assert f"is now {new!r}" in trainer_error([old])
+
+
+def test_a_task_block_means_the_same_tasks_in_both_trainers(tmp_path):
+    """train_tasks {seed, count, kwargs}: the launcher's dataset rows are the tasks the
+    trainer cycles through, one group after another, with the same env kwargs."""
+    block = "train_tasks={seed: 3, count: 5, kwargs: {max_steps: 7}}"
+    trainer = load_config(None, [*TRAINER, block, "train.steps=3"])
+    run, _ = launcher.plan([*GROUPS, f"output_dir={tmp_path}", block])
+    rows = run.task_files[flag(run.argv, "--data.prompt_dataset")]
+    specs = [EpisodeSpec.from_label(row["label"]) for row in rows]
+    assert [spec.seed for spec in specs] == [3, 4, 5, 6, 7]
+    steps = [trainer.training_task_seeds(step) for step in (1, 2, 3)]
+    assert steps == [[3, 4, 5, 6], [7, 3, 4, 5], [6, 7, 3, 4]]
+    assert all(spec.kwargs == {"max_steps": 7} for spec in specs)
+    assert EnvFactory(trainer).kwargs == {"max_steps": 7}
 
 
 def test_the_advantage_block_picks_the_estimator_and_reaches_openrlhf_whole(tmp_path):
@@ -256,23 +280,33 @@ def test_openrlhfs_estimator_flag_may_name_its_own_but_not_another_of_ours(tmp_p
 
 
 @pytest.mark.parametrize(
-    "held_out, refused",
-    [("{split: test}", False), ("{max_steps: 5}", True), ("{}", True)],
+    "train, held_out, refusal",
+    [
+        ("{}", "{seed: 0, count: 4, kwargs: {split: test}}", None),
+        ("{}", "{seed: 0, count: 4, kwargs: {max_steps: 5}}", "seeds 0..3 overlap the training"),
+        ("{}", "{seed: 0, count: 4}", "seeds 0..3 overlap the training task seeds"),
+        ("{count: 8, task_index: true}", "{seed: 4, count: 4, task_index: true}", "entries 4..7"),
+        ("{count: 4, task_index: true}", "{seed: 4, count: 4, task_index: true}", None),
+        ("{count: 8, task_index: true}", "{seed: 0, count: 4}", None),
+    ],
 )
-def test_held_out_seeds_follow_one_rule_in_both_trainers(held_out, refused, tmp_path):
-    """Overlapping seeds are refused unless the held-out tasks come from another split."""
-    trainer = [*TRAINER, f"eval.env_kwargs={held_out}", "eval.task_seed=0"]
-    tasks = f"eval_tasks={{count: 4, seed: 0, kwargs: {held_out}}}"
+def test_held_out_tasks_follow_one_rule_in_both_trainers(train, held_out, refusal, tmp_path):
+    """Held-out tasks may not be training tasks: seeds are compared with seeds, entries of the
+    task list with entries (a seed and an entry cannot be), unless the split differs."""
+    settings = [f"train_tasks={train}", f"eval_tasks={held_out}"]
     attempts = [
-        lambda: load_config(None, trainer),
-        lambda: launcher.plan([*GROUPS, f"output_dir={tmp_path}", tasks]),
+        lambda: load_config(None, [*TRAINER, *settings]),
+        lambda: launcher.plan([*GROUPS, f"output_dir={tmp_path}", *settings]),
     ]
     for attempt in attempts:
-        if refused:
-            with pytest.raises(ConfigError, match="overlap the training task seeds"):
-                attempt()
-        else:
+        if refusal is None:
             attempt()
+            continue
+        with pytest.raises(ConfigError) as caught:
+            attempt()
+        assert str(caught.value).startswith(
+            "eval_tasks.seed: the held-out task"
+        ) and refusal in str(caught.value)
 
 
 @pytest.mark.parametrize(

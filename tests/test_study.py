@@ -314,7 +314,7 @@ def test_a_failed_run_is_reported_and_the_others_still_run(tmp_path, monkeypatch
     ("settings", "message"),
     [
         ({"arms": {"a": ["seed=3"]}, "reference_arm": None}, "arms.a: 'seed=3' sets 'seed'"),
-        ({"arms": {"a": ["eval.tasks=3"]}, "reference_arm": None}, "sets 'eval'"),
+        ({"arms": {"a": ["eval_tasks.count=3"]}, "reference_arm": None}, "sets 'eval_tasks'"),
         ({"base_overrides": ["output_dir=x"]}, "base_overrides: 'output_dir=x' sets"),
         ({"reference_arm": "c"}, "reference_arm: 'c' is not allowed here"),
         ({"seeds": [1, 1]}, "seeds: [1, 1] is not allowed here"),
@@ -344,9 +344,24 @@ def test_a_study_dir_refuses_changed_run_settings_but_takes_more_seeds(tmp_path)
         runner.claim_output_dir(runner.load_study(study_file(tmp_path, arms=changed)))
 
 
-def finished_warmup(config, missing=(), **changes):
+def test_a_study_dir_saved_before_keys_moved_takes_the_same_settings_in_todays_keys(tmp_path):
+    """A study started when the held-out count was `eval.tasks` resumes under today's key."""
+    older = {"base_overrides": ["eval.tasks=8"], "arms": {"a": ["rollout.task_seed=5"], "b": []}}
+    runner.claim_output_dir(runner.load_study(study_file(tmp_path, **older)))
+    today = {
+        "base_overrides": ["eval_tasks.count=8"],
+        "arms": {"a": ["train_tasks.seed=5"], "b": []},
+    }
+    runner.claim_output_dir(runner.load_study(study_file(tmp_path, **today)))
+    other = {"base_overrides": ["eval_tasks.count=9"], "arms": today["arms"]}
+    with pytest.raises(ConfigError, match="base_overrides differ"):
+        runner.claim_output_dir(runner.load_study(study_file(tmp_path, **other)))
+
+
+def finished_warmup(config, missing=(), moved=(), **changes):
     """A finished warm-up of `config` (its saved run config changed by `changes`, without the
-    (block, key) pairs in `missing`, as a run of an older version saved it)."""
+    (block, key) pairs in `missing`, with the keys in `moved` (today's: older) at their older
+    places, as a run of an older version saved it)."""
     warmup = runner.warmup_run(config)
     write_metrics(warmup.output_dir, {0: 0.25})
     saved = load_config(config.base_config, list(warmup.overrides)).to_dict()
@@ -354,14 +369,28 @@ def finished_warmup(config, missing=(), **changes):
         saved[block].update(values)
     for block, key in missing:
         del saved[block][key]
+    for today, older in dict(moved).items():
+        (block, key), (old_block, old_key) = today.split("."), older.split(".")
+        saved.setdefault(old_block, {})[old_key] = saved[block].pop(key)
+        if not saved[block]:
+            del saved[block]
     (warmup.output_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     return warmup.output_dir
 
 
 def test_a_study_starts_from_another_studys_finished_warmup(tmp_path, monkeypatch):
     first = runner.load_study(study_file(tmp_path))
-    # Saved before eval.env_kwargs existed: its default is what that run had.
-    shared = finished_warmup(first, missing=[("eval", "env_kwargs")])
+    # Saved before eval.top_p existed (its default is what that run had), and before the task
+    # sets and the system prompt moved to their blocks of today.
+    older_places = {
+        "eval_tasks.count": "eval.tasks",
+        "eval_tasks.seed": "eval.task_seed",
+        "eval_tasks.kwargs": "eval.env_kwargs",
+        "eval_tasks.task_index": "eval.task_index",
+        "train_tasks.seed": "rollout.task_seed",
+        "env.system_prompt": "model.system_prompt",
+    }
+    shared = finished_warmup(first, missing=[("eval", "top_p")], moved=older_places)
     path = study_file(
         tmp_path, output_dir=str(tmp_path / "second"), warmup_from=first.output_dir, seeds=[0]
     )
@@ -386,18 +415,18 @@ def test_a_shared_warmup_must_be_finished_and_have_the_same_shared_settings(tmp_
     path = study_file(tmp_path, output_dir=str(tmp_path / "second"), warmup_from=first.output_dir)
     assert study.main(["--config", str(path)]) == 2
     assert "holds no finished warm-up; run the study with output_dir" in capsys.readouterr().err
-    finished_warmup(first, eval={"tasks": 3})
+    finished_warmup(first, eval_tasks={"count": 3})
     assert study.main(["--config", str(path)]) == 2
-    assert "has other eval settings than this study's runs" in capsys.readouterr().err
+    assert "has other eval_tasks settings than this study's runs" in capsys.readouterr().err
     assert not (tmp_path / "second").exists()
 
 
 def test_eval_final_tasks_must_cover_eval_tasks_and_not_overlap_training():
-    assert load_config(CONFIG, ["eval.tasks=8", "eval.final_tasks=16"]).eval.final_tasks == 16
-    with pytest.raises(ConfigError, match="eval.final_tasks must be >= eval.tasks"):
-        load_config(CONFIG, ["eval.tasks=8", "eval.final_tasks=4"])
+    assert load_config(CONFIG, ["eval_tasks.count=8", "eval.final_tasks=16"]).eval.final_tasks == 16
+    with pytest.raises(ConfigError, match="eval.final_tasks must be >= eval_tasks.count"):
+        load_config(CONFIG, ["eval_tasks.count=8", "eval.final_tasks=4"])
     with pytest.raises(ConfigError, match="overlap the training task seeds"):
-        load_config(CONFIG, ["eval.task_seed=0", "rollout.task_seed=200", "eval.final_tasks=256"])
+        load_config(CONFIG, ["eval_tasks.seed=0", "train_tasks.seed=200", "eval.final_tasks=256"])
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
@@ -426,7 +455,7 @@ def test_the_cpu_study_compares_the_four_estimators_over_five_seeds():
     run = load_config(config.base_config, config.base_overrides)
     # Every point of a curve on the same 256 tasks: the first 64 alone scored 0.25 against
     # 0.32 for all 256 after the warm-up, so mixed sets bend the curve's last point.
-    assert run.eval.tasks >= 256 and run.eval.final_tasks in (None, run.eval.tasks)
+    assert run.eval_tasks.count >= 256 and run.eval.final_tasks in (None, run.eval_tasks.count)
     assert run.eval.greedy is False
 
 
@@ -435,7 +464,7 @@ def test_the_cpu_study_compares_the_four_estimators_over_five_seeds():
 
 @pytest.mark.slow
 def test_a_tiny_study_runs_once_and_a_stopped_one_finishes_only_what_is_missing(tmp_path):
-    base = [*TINY, "log.plot=false", "eval.tasks=2", "eval.final_tasks=3"]
+    base = [*TINY, "log.plot=false", "eval_tasks.count=2", "eval.final_tasks=3"]
     path = study_file(tmp_path, base_overrides=base)
     command = [sys.executable, "-m", "rewardflow_train.study", "--config", str(path)]
 

@@ -94,8 +94,12 @@ def test_an_int_is_accepted_where_a_float_is_expected(tmp_path):
             ["advantage.gamma=1.5"],
             "advantage.gamma: must be in (0, 1], got 1.5",
         ),
-        ("model: {tiny: {}}\n", ["optim.betas=[0.9]"], "optim.betas[1]: required"),
-        ("model: {tiny: {}}\n", ["eval.task_seed=0"], "overlap the training task seeds"),
+        (
+            "model: {tiny: {}}\n",
+            ["optim.betas=[0.9]"],
+            "optim.betas: expected a list of 2 values, got [0.9]",
+        ),
+        ("model: {tiny: {}}\n", ["eval_tasks.seed=0"], "overlap the training task seeds"),
         ("{}\n", [], "set model.path (an HF causal LM directory or Hub id) or model.tiny"),
         ("model: {tiny: {}}\n", ["model.path=/models/m"], "add model.tiny=null"),
         ("model: {tiny: {}}\nenv: 3\n", [], "env: expected a mapping"),
@@ -156,10 +160,10 @@ def test_import_callable_names_the_setting_it_reads():
 def test_evaluation_by_task_index_may_reuse_the_training_seeds(tmp_path):
     """Indexes into the held-out split's task list are not seeds of training tasks."""
     path = write(tmp_path, "model: {tiny: {}}\n")
-    config = load_config(path, ["eval.task_index=true", "eval.task_seed=0"])
-    assert config.eval.task_index and config.eval.task_seed == 0
+    config = load_config(path, ["eval_tasks.task_index=true", "eval_tasks.seed=0"])
+    assert config.eval_tasks.task_index and config.eval_tasks.seed == 0
     with pytest.raises(ConfigError, match="overlap the training task seeds"):
-        load_config(path, ["eval.task_seed=0"])
+        load_config(path, ["eval_tasks.seed=0"])
 
 
 @pytest.mark.parametrize(

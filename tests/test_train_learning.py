@@ -92,7 +92,7 @@ def test_rl_raises_the_success_rate_of_the_warmed_up_model(tmp_path):
         "ppo.mini_batches=2",
         "ppo.micro_batch_size=16",
         "optim.lr=0.002",
-        "eval.tasks=64",
+        "eval_tasks.count=64",
         "eval.greedy=false",
         "train.steps=12",
         "train.eval_every=6",

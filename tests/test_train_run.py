@@ -40,7 +40,7 @@ TINY = [
     "ppo.micro_batch_size=4",
     "ppo.mini_batches=2",
     "ppo.kl_coef=0.05",
-    "eval.tasks=2",
+    "eval_tasks.count=2",
     "train.eval_every=1",
     "train.save_every=2",
     "train.steps=2",
@@ -120,10 +120,10 @@ def check(result):
         (["ppo.kl_coef=.inf"], "ppo.kl_coef: expected a finite number"),
         (["env.max_turns=0"], "env.max_turns: must be >= 1, got 0"),
         (["seed=-1"], "seed: must be >= 0, got -1"),
-        (["eval.task_seed=-5"], "eval.task_seed: must be >= 0, got -5"),
+        (["eval_tasks.seed=-5"], "eval_tasks.seed: must be >= 0, got -5"),
         (["env.kwargs={dim_room: [2, 2]}"], "env.kwargs: RF-Sokoban-v0 cannot be made with"),
         (["env.kwargs={no_such_kwarg: 1}"], "unexpected keyword argument 'no_such_kwarg'"),
-        (["eval.env_kwargs={dim_room: [2, 2]}"], "eval.env_kwargs: RF-Sokoban-v0 cannot be made"),
+        (["eval_tasks.kwargs={dim_room: [2, 2]}"], "eval_tasks.kwargs: RF-Sokoban-v0 cannot be"),
         (["warmup.env_kwargs={num_boxes: 0}"], "warmup.env_kwargs: RF-Sokoban-v0 cannot be made"),
         (
             ["model.tiny.tokenizer_env_kwargs={num_boxes: 0}"],
@@ -145,12 +145,16 @@ def check(result):
             [
                 "env.id=RF-Search-v0",
                 "env.kwargs={}",
-                "eval.env_kwargs={split: test}",
-                "eval.task_index=true",
-                "eval.task_seed=0",
-                "eval.tasks=999",
+                "eval_tasks.kwargs={split: test}",
+                "eval_tasks.task_index=true",
+                "eval_tasks.seed=0",
+                "eval_tasks.count=999",
             ],
-            "eval.task_index: the held-out env has no task 998",
+            "eval_tasks.task_index: the env has no task 998",
+        ),
+        (
+            ["env.id=RF-Search-v0", "env.kwargs={}", "train_tasks={task_index: true, seed: 99990}"],
+            "train_tasks.task_index: the env has no task 99990",
         ),
         (
             ["env.kwargs={render_mode: 3}"],
@@ -173,7 +177,7 @@ def test_evaluation_plays_the_split_eval_env_kwargs_name():
     from rewardflow_train.rollout.envs import EnvFactory
 
     config = load_config(
-        CONFIG, ["env.id=RF-Search-v0", "env.kwargs={}", "eval.env_kwargs={split: test}"]
+        CONFIG, ["env.id=RF-Search-v0", "env.kwargs={}", "eval_tasks.kwargs={split: test}"]
     )
     factory = EnvFactory(config)
     data = Path(__file__).parents[1] / "rewardflow_envs" / "data" / "search"
@@ -276,13 +280,52 @@ def test_a_step_solves_the_graph_of_each_group_once(tmp_path):
     """The advantages and the signal metrics of a step read one solution of each group's
     graph."""
     out, solved = tmp_path / "run", tmp_path / "solved.json"
-    overrides = [*TINY, "train.steps=1", "warmup.enabled=false", "eval.tasks=1"]
+    overrides = [*TINY, "train.steps=1", "warmup.enabled=false", "eval_tasks.count=1"]
     command = [sys.executable, "-c", COUNTING_SOLVES, str(solved), "--config", str(CONFIG)]
     command += [f"output_dir={out}", *overrides]
     check(subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT))
     assert json.loads(solved.read_text()) == [2, 2]  # rollout.tasks_per_step groups of 2
     (train,) = records(out, "train")
     assert 0 < train["signal/shared_anchor_steps"] <= 1
+
+
+# Trains as main.py does, and writes to argv[1] the seed and options of every group reset.
+RECORDING_RESETS = """
+import json, sys
+from rewardflow_envs.group import GroupEnv
+from rewardflow_train.main import main
+
+resets, reset = [], GroupEnv.reset
+
+def recording(self, seed=None, options=None):
+    resets.append([seed, options])
+    return reset(self, seed=seed, options=options)
+
+GroupEnv.reset = recording
+code = main(sys.argv[2:])
+open(sys.argv[1], "w").write(json.dumps(resets))
+sys.exit(code)
+"""
+
+
+def test_training_cycles_through_train_tasks_and_plays_task_list_entries(tmp_path):
+    """train_tasks: 2 entries of the env's task list, cycled through over 2 steps of 2 tasks;
+    the held-out task a seed from eval_tasks.seed."""
+    out, resets = tmp_path / "run", tmp_path / "resets.json"
+    overrides = [
+        *TINY,
+        "warmup.enabled=false",
+        "train_tasks={seed: 3, count: 2, task_index: true}",
+        "eval_tasks={seed: 40, count: 1}",
+        "train.eval_every=2",
+    ]
+    command = [sys.executable, "-c", RECORDING_RESETS, str(resets), "--config", str(CONFIG)]
+    command += [f"output_dir={out}", *overrides]
+    check(subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT))
+    played = [tuple(map(json.dumps, reset)) for reset in json.loads(resets.read_text())]
+    held_out = ("40", "null")
+    train = [(str(seed), json.dumps({"task": seed})) for seed in (3, 4)]
+    assert played == [held_out, *train, *train, held_out]
 
 
 @pytest.mark.slow
@@ -398,7 +441,7 @@ def test_zero3_with_a_rank_that_has_no_episode_at_all(tmp_path):
     """One task per step and one evaluation task on two ranks: rank 1 never has a live
     episode, yet must keep stepping with rank 0 (every ZeRO-3 forward gathers shards)."""
     out = tmp_path / "run"
-    overrides = ["deepspeed.zero_stage=3", "rollout.tasks_per_step=1", "eval.tasks=1"]
+    overrides = ["deepspeed.zero_stage=3", "rollout.tasks_per_step=1", "eval_tasks.count=1"]
     check(run_launcher(out, 2, *overrides))
     assert [r["train/episodes"] for r in records(out, "train")] == [2, 2]
     assert [r["eval/episodes"] for r in records(out, "eval")] == [1, 1, 1]

@@ -497,7 +497,7 @@ GREEDY = SamplingSettings(max_new_tokens=4, temperature=1.0, top_p=1.0, greedy=T
 
 
 def test_an_evaluation_by_task_index_plays_those_entries_of_the_split(tiny_dir):
-    """eval.task_index: the task seeds are indexes into the held-out env's task list."""
+    """task_index: the task seeds are indexes into the env's task list."""
     import gymnasium
 
     from rewardflow_envs.group import GroupEnv

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("bm25s")
+pytest.importorskip("rapidfuzz")  # the webshop extra: both
 
 from rewardflow_envs.envs.webshop import WebShopEnv, load_catalogue, parse_action  # noqa: E402
 from rewardflow_envs.envs.webshop.catalogue import EMBEDDED_DATA_DIR, split_of  # noqa: E402

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 pytest.importorskip("bm25s")
+pytest.importorskip("rapidfuzz")  # the webshop extra: both
 
 from rewardflow_envs.envs.webshop import DataError, WebShopEnv, load_catalogue  # noqa: E402
 from rewardflow_envs.extras import MissingExtraError  # noqa: E402

@@ -32,8 +32,9 @@ class Oracle:
         # A private copy of the env, for what the oracle must know of a task (rooms, corpora).
         self.reference = gymnasium.make(self.env_id, **env_kwargs).unwrapped
 
-    def start(self, task_seed: int, info: Info) -> None:
-        """Called once per group, with the reset info every member of the group shares."""
+    def start(self, task_seed: int, info: Info, options: dict | None = None) -> None:
+        """Called once per group, with the reset seed and options and the reset info every
+        member of the group shares."""
 
     def move(self, response: str) -> Hashable | None:
         """The move a response stands for, as the env reads it; None when it reads none."""
@@ -72,8 +73,8 @@ class SokobanOracle(Oracle):
         self._room = None
         self._lengths: dict[Hashable, int | None] = {}
 
-    def start(self, task_seed: int, info: Info) -> None:
-        _, reference_info = self.reference.reset(seed=task_seed)
+    def start(self, task_seed: int, info: Info, options: dict | None = None) -> None:
+        _, reference_info = self.reference.reset(seed=task_seed, options=options)
         if reference_info["state_key"] != info["state_key"]:
             raise RuntimeError(
                 f"task {task_seed}: the oracle's room starts at {reference_info['state_key']!r}, "

@@ -120,7 +120,7 @@ def summarize(
 
 def paired_training_success(arm: dict[int, dict], reference: dict[int, dict]) -> dict | None:
     """Training success of `arm` minus `reference` (seed -> read_run()), paired by seed and RL
-    step: every run plays the same tasks at a step (from rollout.task_seed), so the difference
+    step: every run plays the same tasks at a step (from train_tasks), so the difference
     at a step is free of task difficulty. Each seed's mean difference over the steps both runs
     logged, then the mean over seeds with its 95% t-interval; None without a shared seed."""
     per_seed = {}

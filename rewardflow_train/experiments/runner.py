@@ -23,8 +23,10 @@ from rewardflow_train.config import (
     Block,
     ConfigError,
     load_config,
+    load_saved_config,
     parse_config,
     parse_override,
+    with_moved_keys,
 )
 from rewardflow_train.runtime.distributed import free_port
 
@@ -33,7 +35,7 @@ MAIN = Path(__file__).parent.parent / "main.py"
 # Set by the study for every run; the same for every arm, so all arms start from one model
 # and are evaluated on the same held-out tasks.
 STUDY_KEYS = ("output_dir", "seed", "resume")
-SHARED_BLOCKS = ("env", "model", "warmup", "eval")
+SHARED_BLOCKS = ("env", "model", "warmup", "eval", "eval_tasks")
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,7 @@ def check_shared_warmup(study: StudyConfig) -> None:
             f"with output_dir {study.warmup_from!r} first"
         )
     # Both read by today's loader, so that keys added since (with defaults) compare equal.
-    saved = load_config(warmup.output_dir / "config.yaml").to_dict()
+    saved = load_saved_config(warmup.output_dir / "config.yaml").to_dict()
     mine = load_config(study.base_config, list(warmup.overrides)).to_dict()
     differ = [block for block in SHARED_BLOCKS if saved.get(block) != mine[block]]
     if differ:
@@ -240,6 +242,9 @@ def claim_output_dir(study: StudyConfig) -> None:
         import yaml
 
         saved = yaml.safe_load(saved_path.read_text())
+        # Overrides saved before a key moved compare as today's keys write them.
+        saved["base_overrides"] = with_moved_keys(saved.get("base_overrides", []))
+        saved["arms"] = {arm: with_moved_keys(o) for arm, o in saved.get("arms", {}).items()}
         changed = [
             key
             for key in ("base_config", "base_overrides", "processes", "warmup_from")

@@ -30,13 +30,14 @@ from rewardflow_train.config import (
     Block,
     ConfigError,
     EnvConfig,
-    TaskSet,
+    HeldOutTasksConfig,
+    TaskSetConfig,
     check_advantage,
-    check_held_out_seeds,
+    check_held_out_tasks,
     parse_config,
     refuse_settings,
 )
-from rewardflow_train.env_check import EnvUse, TaskIndices, check_env_uses
+from rewardflow_train.env_check import EnvUse, check_env_uses, task_set_use
 from rewardflow_train.openrlhf.attention import attention_flags, flash_attn_installed
 from rewardflow_train.openrlhf.episodes import EpisodeSpec, task_rows
 
@@ -45,32 +46,24 @@ SETUP_HOOK = "rewardflow_train.openrlhf.patch.install"
 AGENT_FILE = Path(__file__).with_name("agent.py")
 
 
-class TaskBlock(Block):
-    count: int = Field(256, ge=1, description="tasks")
-    seed: int = Field(
-        0, description="the first task seed; tasks use seeds seed .. seed + count - 1"
-    )
-    kwargs: dict | None = Field(
-        None, description="env kwargs for these tasks over env.kwargs (e.g. a held-out split)"
-    )
-    task_index: bool = Field(
-        False,
-        description="play entries seed .. seed + count - 1 of the env's task list (reset's "
-        'options["task"]), e.g. every held-out game once, rather than the tasks those seeds draw',
+class DatasetTasks(TaskSetConfig):
+    count: int = Field(
+        256, ge=1, description="tasks in OpenRLHF's prompt dataset (each of its episodes plays all)"
     )
 
 
-class EvalTaskBlock(TaskBlock):
+class HeldOutDatasetTasks(HeldOutTasksConfig):
     count: int = Field(0, ge=0, description="held-out tasks (0: no evaluation)")
-    seed: int = Field(1_000_000, description="the first held-out task seed")
 
 
 class LaunchConfig(Block):
     output_dir: str = Field("runs/openrlhf", description="where everything of the run goes")
     env: EnvConfig = Field(default_factory=EnvConfig, description=EnvConfig.__doc__)
-    train_tasks: TaskBlock = Field(default_factory=TaskBlock, description="the training tasks")
-    eval_tasks: EvalTaskBlock = Field(
-        default_factory=EvalTaskBlock, description="the held-out tasks"
+    train_tasks: DatasetTasks = Field(
+        default_factory=DatasetTasks, description="the training tasks"
+    )
+    eval_tasks: HeldOutDatasetTasks = Field(
+        default_factory=HeldOutDatasetTasks, description="the held-out tasks"
     )
     advantage: AdvantageConfig = Field(
         default_factory=AdvantageConfig, description="per-turn advantages (our estimators)"
@@ -88,8 +81,9 @@ class LaunchConfig(Block):
             "the OpenRLHF backend plays each episode in its agent executor, not in GroupEnv "
             "workers; leave it to rewardflow train",
         )
-        check_held_out_seeds(
-            _task_set(self, self.train_tasks), _task_set(self, self.eval_tasks), "eval_tasks.seed"
+        check_held_out_tasks(
+            self.train_tasks.task_set(self.env, self.train_tasks.count),
+            self.eval_tasks.task_set(self.env, self.eval_tasks.count),
         )
         return self
 
@@ -173,21 +167,20 @@ def _flag_tokens(flags: dict[str, Any]) -> list[str]:
     return tokens
 
 
-def _tasks(config: LaunchConfig, block: TaskBlock) -> list[EpisodeSpec]:
-    env = config.env
-    kwargs = _kwargs(config, block)
+def _tasks(env: EnvConfig, tasks: DatasetTasks | HeldOutDatasetTasks) -> list[EpisodeSpec]:
+    task_set = tasks.task_set(env, tasks.count)
     return [
         EpisodeSpec(
             env=None if env.factory else env.id,
             factory=env.factory,
-            kwargs=kwargs,
+            kwargs=task_set.kwargs,
             seed=seed,
-            task=seed if block.task_index else None,
+            task=seed if tasks.task_index else None,
             state_key=env.state_key,
             system_prompt=env.system_prompt,
             max_turns=env.max_turns,
         )
-        for seed in range(block.seed, block.seed + block.count)
+        for seed in task_set.seeds
     ]
 
 
@@ -235,29 +228,10 @@ def _check_flags(flags: dict[str, Any], advantage: AdvantageConfig | None) -> No
         )
 
 
-def _task_set(config: LaunchConfig, block: TaskBlock) -> TaskSet:
-    return TaskSet(
-        range(block.seed, block.seed + block.count), _kwargs(config, block), block.task_index
-    )
-
-
-def _kwargs(config: LaunchConfig, block: TaskBlock) -> dict:
-    return {**config.env.kwargs, **(block.kwargs or {})}
-
-
-def _env_use(config: LaunchConfig, name: str, block: TaskBlock) -> EnvUse:
-    tasks = (
-        TaskIndices(
-            block.seed,
-            block.seed + block.count - 1,
-            f"{name}.task_index",
-            "training" if name == "train_tasks" else "held-out",
-            f"{name}.count or {name}.seed",
-        )
-        if block.task_index
-        else None
-    )
-    return EnvUse(f"{name}.kwargs" if block.kwargs else "env.kwargs", _kwargs(config, block), tasks)
+def _env_use(config: LaunchConfig, name: str) -> EnvUse:
+    tasks = getattr(config, name)
+    bounds = f"{name}.count or {name}.seed"
+    return task_set_use(name, tasks, config.env, tasks.count, bounds)
 
 
 def plan(argv: list[str], flash_attn: bool | None = None) -> tuple[Plan, bool]:
@@ -277,9 +251,9 @@ def plan(argv: list[str], flash_attn: bool | None = None) -> tuple[Plan, bool]:
     task_files, env_uses = {}, []
     if "data.prompt_dataset" not in flags:
         task_files[str(output / "tasks" / "train.jsonl")] = task_rows(
-            _tasks(config, config.train_tasks)
+            _tasks(config.env, config.train_tasks)
         )
-        env_uses.append(_env_use(config, "train_tasks", config.train_tasks))
+        env_uses.append(_env_use(config, "train_tasks"))
         flags.update(
             {
                 "data.prompt_dataset": str(output / "tasks" / "train.jsonl"),
@@ -289,8 +263,8 @@ def plan(argv: list[str], flash_attn: bool | None = None) -> tuple[Plan, bool]:
         )
         if config.eval_tasks.count:
             path = str(output / "tasks" / "eval.jsonl")
-            task_files[path] = task_rows(_tasks(config, config.eval_tasks))
-            env_uses.append(_env_use(config, "eval_tasks", config.eval_tasks))
+            task_files[path] = task_rows(_tasks(config.env, config.eval_tasks))
+            env_uses.append(_env_use(config, "eval_tasks"))
             flags.setdefault("eval.dataset", path)
     run = Plan(_flag_tokens(flags), advantage, task_files, config.env, env_uses, changes)
     return run, dry_run

@@ -88,7 +88,7 @@ class RolloutCollector:
             options = {"task": seed} if self.task_index else None
             obs, infos = group.reset(seed=seed, options=options)
             if oracle is not None:
-                oracle.start(seed, infos[group.possible_agents[0]])
+                oracle.start(seed, infos[group.possible_agents[0]], options)
             observations.append(obs)
             last_infos.append(dict(infos))
             episodes.append(

@@ -1,10 +1,11 @@
-"""The envs a run plays: single envs and groups built from the `env` block (with the eval's,
-warm-up's and tiny tokenizer's kwargs over it), after the env check of both trainers."""
+"""The envs a run plays: single envs and groups built from the `env` block (with the training
+tasks', held-out tasks', warm-up's and tiny tokenizer's kwargs over it), after the env check of
+both trainers."""
 
 from __future__ import annotations
 
 from rewardflow_train.config import ConfigError, RunConfig, import_callable
-from rewardflow_train.env_check import EnvUse, TaskIndices, check_env_uses
+from rewardflow_train.env_check import EnvUse, check_env_uses, task_set_use
 
 
 class EnvFactory:
@@ -14,8 +15,8 @@ class EnvFactory:
     def __init__(self, config: RunConfig):
         env = config.env
         self.id = env.id
-        self.kwargs = dict(env.kwargs)
-        self.eval_kwargs = {**env.kwargs, **config.eval.env_kwargs}
+        self.kwargs = {**env.kwargs, **config.train_tasks.kwargs}
+        self.eval_kwargs = {**env.kwargs, **config.eval_tasks.kwargs}
         self.warmup_kwargs = {**env.kwargs, **config.warmup.env_kwargs}
         self.workers = env.workers
         self.worker_timeout = env.worker_timeout
@@ -33,23 +34,23 @@ class EnvFactory:
 
     def _uses(self, config: RunConfig) -> list[EnvUse]:
         """Every env kwargs the run plays, so that bad kwargs or a missing data path stop it
-        with one message before any model is built; the held-out env is asked for the tasks
-        `eval.task_index` will play."""
-        evaluated = max(config.eval.tasks, config.eval.final_tasks or 0)
-        eval_tasks = (
-            TaskIndices(
-                config.eval.task_seed,
-                config.eval.task_seed + evaluated - 1,
-                "eval.task_index",
-                "held-out",
-                "eval.tasks (or eval.final_tasks) or eval.task_seed",
-            )
-            if config.eval.task_index and evaluated
-            else None
-        )
+        with one message before any model is built; the envs of task sets that play the task
+        list are asked for their first and last tasks."""
         uses = [
-            EnvUse("env.kwargs", self.kwargs),
-            EnvUse("eval.env_kwargs", self.eval_kwargs, eval_tasks),
+            task_set_use(
+                "train_tasks",
+                config.train_tasks,
+                config.env,
+                config.training_tasks,
+                "train_tasks.count (or train.steps) or train_tasks.seed",
+            ),
+            task_set_use(
+                "eval_tasks",
+                config.eval_tasks,
+                config.env,
+                config.held_out_tasks,
+                "eval_tasks.count (or eval.final_tasks) or eval_tasks.seed",
+            ),
         ]
         if config.warmup.enabled:
             uses.append(EnvUse("warmup.env_kwargs", self.warmup_kwargs))
