@@ -110,13 +110,13 @@ class EnvConfig(Block):
     )
     system_prompt: str | None = Field(
         None,
-        description="the system message that opens every chat (was `model.system_prompt`)",
+        description="the system message that opens every chat",
     )
     max_turns: int | None = Field(
         None,
         ge=1,
         description="turns per episode at most (null: the env's own step limit, which applies "
-        "in any case; was `rollout.max_turns`)",
+        "in any case)",
     )
     workers: int = Field(
         0,
@@ -152,11 +152,17 @@ class TaskSetConfig(Block):
         "`count` the size of the split, every task of the split once (checked at start)",
     )
 
+    def seeds(self, count: int) -> range:
+        """The seeds (or task-list entries) of the first `count` tasks."""
+        return range(self.seed, self.seed + count)
+
+    def env_kwargs(self, env: EnvConfig) -> dict:
+        """The kwargs these tasks' envs are made with."""
+        return {**env.kwargs, **self.kwargs}
+
     def task_set(self, env: EnvConfig, count: int) -> TaskSet:
         """The first `count` tasks, with the kwargs they are played with."""
-        return TaskSet(
-            range(self.seed, self.seed + count), {**env.kwargs, **self.kwargs}, self.task_index
-        )
+        return TaskSet(self.seeds(count), self.env_kwargs(env), self.task_index)
 
 
 class TrainTasksConfig(TaskSetConfig):

@@ -41,7 +41,7 @@ def task_set_use(
         else None
     )
     key = f"{name}.kwargs" if tasks.kwargs else "env.kwargs"
-    return EnvUse(key, {**env.kwargs, **tasks.kwargs}, indices)
+    return EnvUse(key, tasks.env_kwargs(env), indices)
 
 
 def env_builder(env: EnvConfig):

@@ -543,7 +543,7 @@ def greedy_reference(run_dir: Path) -> dict[str, float]:
         lockstep=False,
         task_index=config.eval_tasks.task_index,
     )
-    seeds = [config.eval_tasks.seed + i for i in range(config.eval_tasks.count)]
+    seeds = list(config.eval_tasks.seeds(config.eval_tasks.count))
     greedy = SamplingSettings(config.rollout.max_new_tokens, 1.0, 1.0, greedy=True)
     try:
         groups = collector.collect(seeds, config.eval.group_size, greedy)

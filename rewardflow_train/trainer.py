@@ -226,7 +226,7 @@ class Trainer:
     def evaluate(self, collector: RolloutCollector, sampling: SamplingSettings, step: int) -> dict:
         config = self.config
         start = time.perf_counter()
-        seeds = [config.eval_tasks.seed + i for i in range(self.eval_tasks(step))]
+        seeds = list(config.eval_tasks.seeds(self.eval_tasks(step)))
         groups = collector.collect(rank_share(seeds, self.dist), config.eval.group_size, sampling)
         metrics = finish_metrics(sum_across_ranks(episode_metrics(groups, "eval")), "eval")
         metrics["time/eval"] = time.perf_counter() - start

@@ -15,8 +15,8 @@ class EnvFactory:
     def __init__(self, config: RunConfig):
         env = config.env
         self.id = env.id
-        self.kwargs = {**env.kwargs, **config.train_tasks.kwargs}
-        self.eval_kwargs = {**env.kwargs, **config.eval_tasks.kwargs}
+        self.kwargs = config.train_tasks.env_kwargs(env)
+        self.eval_kwargs = config.eval_tasks.env_kwargs(env)
         self.warmup_kwargs = {**env.kwargs, **config.warmup.env_kwargs}
         self.workers = env.workers
         self.worker_timeout = env.worker_timeout
